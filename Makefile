@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine with Python 3.10+:
+#   make book   set up .venv, execute every chapter of _toc.yml on the synthetic default, build _build/html
+#   make test   set up .venv and run the whole test suite (unit tests, chapters by papermill, nbval, rendered book)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.echobook-installed
+
+.PHONY: install book test lab clean-book
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[book,dev]"
+	touch $@
+
+# The size follows $$ECHOBOOK_SIZE (e.g. `make book ECHOBOOK_SIZE=smoke`); unset, it is `full` on a GPU
+# and `small` on a CPU. Unchanged chapters come from Jupyter Book's execution cache.
+book: $(INSTALLED)
+	$(VENV)/bin/jupyter-book build . --builder html
+
+test: $(INSTALLED)
+	$(PY) -m pytest
+
+lab: $(INSTALLED)
+	$(VENV)/bin/jupyter lab book/
+
+clean-book:
+	rm -rf _build

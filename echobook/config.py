@@ -1,0 +1,200 @@
+"""Sizes, device, seeding and paths: the settings every chapter starts from.
+
+A chapter's parameters cell holds ``SIZE``, ``DATA_DIR``, ``SEED`` and ``DEVICE``
+and passes them to :func:`setup`, which resolves them into a :class:`Settings`.
+
+Precedence for the size: an explicit ``SIZE`` (``smoke``, ``small``, ``full``)
+wins; ``SIZE="auto"`` (the default) takes ``$ECHOBOOK_SIZE`` when it is set, and
+otherwise ``full`` on a GPU and ``small`` on a CPU. So nbval and the book build
+choose a size through the environment, and papermill through the parameter.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SIZE_ENV = "ECHOBOOK_SIZE"
+DATA_ENV = "ECHOBOOK_DATA"
+SIZES = ("smoke", "small", "full")
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class SizePreset:
+    """Every size-dependent number a chapter uses, in one place.
+
+    ``full`` is paper scale (CoReEcho: EchoNet-Dynamic's 10,030 videos, clips of
+    36 frames at stride 4 and 112x112 pixels, UniFormer-S, 25 + 5 epochs).
+    ``small`` teaches on a laptop CPU in minutes; ``smoke`` only shows that
+    learning happens, within about 90 s a chapter on 2 cores.
+    """
+
+    name: str
+    videos: int  # videos in a synthetic EchoNet-style set (all splits)
+    video_frames: int  # frames of each synthetic video
+    image_size: int  # pixels per side of the stored videos
+    clip_frames: int  # frames in one training clip
+    clip_stride: int  # take every `clip_stride`-th frame
+    crop_size: int  # pixels per side the model sees after pad-and-crop
+    batch_size: int  # videos per batch (CoReEcho stage 1 uses two clips each)
+    epochs: int  # training epochs (CoReEcho stage 1)
+    probe_epochs: int  # epochs of the second stage / a linear or MLP probe
+    encoder: str  # video encoder variant, a key of the model registry
+    eval_clips: int  # clips averaged per video at test time
+    umap_neighbors: int  # UMAP n_neighbors (the CoReEcho paper uses 5)
+
+
+PRESETS: dict[str, SizePreset] = {
+    "smoke": SizePreset(
+        name="smoke", videos=48, video_frames=40, image_size=48, clip_frames=8,
+        clip_stride=2, crop_size=48, batch_size=8, epochs=2, probe_epochs=1,
+        encoder="uniformer_xxs", eval_clips=3, umap_neighbors=5,
+    ),
+    "small": SizePreset(
+        name="small", videos=240, video_frames=64, image_size=64, clip_frames=16,
+        clip_stride=2, crop_size=64, batch_size=16, epochs=8, probe_epochs=3,
+        encoder="uniformer_xxs", eval_clips=3, umap_neighbors=5,
+    ),
+    "full": SizePreset(
+        name="full", videos=10030, video_frames=176, image_size=112,
+        clip_frames=36, clip_stride=4, crop_size=112, batch_size=16, epochs=25,
+        probe_epochs=5, encoder="uniformer_s", eval_clips=3, umap_neighbors=5,
+    ),
+}
+
+
+def gpu_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def resolve_size(size: str = AUTO, *, has_gpu: bool | None = None) -> str:
+    """The concrete size name for a chapter's ``SIZE`` parameter (see module doc)."""
+    size = (size or AUTO).strip().lower()
+    if size == AUTO:
+        size = os.environ.get(SIZE_ENV, "").strip().lower() or AUTO
+    if size == AUTO:
+        has_gpu = gpu_available() if has_gpu is None else has_gpu
+        return "full" if has_gpu else "small"
+    if size not in SIZES:
+        source = f"${SIZE_ENV}" if os.environ.get(SIZE_ENV, "").strip().lower() == size else "SIZE"
+        raise ValueError(f"{source}={size!r} is not a size; choose one of {SIZES + (AUTO,)}")
+    return size
+
+
+def get_preset(size: str = AUTO) -> SizePreset:
+    return PRESETS[resolve_size(size)]
+
+
+def resolve_device(device: str | torch.device = AUTO) -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable request falls back to the CPU with a warning."""
+    name = str(device or AUTO).strip().lower()
+    if name == AUTO:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        wanted = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"DEVICE={device!r} is not a device name (try 'auto', 'cpu', 'cuda', 'cuda:1', 'mps')") from error
+    unavailable = (
+        (wanted.type == "cuda" and not torch.cuda.is_available())
+        or (wanted.type == "cuda" and wanted.index is not None and wanted.index >= torch.cuda.device_count())
+        or (wanted.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()))
+    )
+    if unavailable:
+        warnings.warn(f"DEVICE={device!r} is not available here; running on the CPU instead", stacklevel=2)
+        return torch.device("cpu")
+    return wanted
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = "") -> Path | None:
+    """``None`` means the synthetic default; a path must exist. ``$ECHOBOOK_DATA`` fills an empty ``DATA_DIR``."""
+    raw = str(data_dir or "").strip() or os.environ.get(DATA_ENV, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        source = "DATA_DIR" if str(data_dir or "").strip() else f"${DATA_ENV}"
+        raise FileNotFoundError(f"{source}={raw!r}: no such folder (leave it empty for the synthetic data)")
+    return path
+
+
+def seed_everything(seed: int, *, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch so that a CPU run repeats exactly.
+
+    ``deterministic`` asks torch for deterministic kernels where it has them
+    (warning, not failing, where it has none) and turns off cuDNN's autotuner.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        # cuBLAS needs this to be deterministic; it must be set before the first cuBLAS call
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A chapter's resolved parameters."""
+
+    size: str
+    preset: SizePreset
+    data_dir: Path | None
+    seed: int
+    device: torch.device
+
+    @property
+    def synthetic(self) -> bool:
+        return self.data_dir is None
+
+    def summary(self) -> dict[str, object]:
+        """Plain values, for printing and for gluing."""
+        return {
+            "size": self.size,
+            "device": str(self.device),
+            "data": "synthetic" if self.synthetic else str(self.data_dir),
+            "seed": self.seed,
+            "torch": torch.__version__,
+            **{f"preset.{k}": v for k, v in dataclasses.asdict(self.preset).items() if k != "name"},
+        }
+
+
+def setup(size: str = AUTO, data_dir: str | os.PathLike | None = "", seed: int = 0,
+          device: str | torch.device = AUTO, *, verbose: bool = True) -> Settings:
+    """Resolve a chapter's parameters, seed everything, and say what was chosen."""
+    chosen_device = resolve_device(device)
+    name = resolve_size(size, has_gpu=chosen_device.type == "cuda")
+    settings = Settings(
+        size=name, preset=PRESETS[name], data_dir=resolve_data_dir(data_dir),
+        seed=int(seed), device=chosen_device,
+    )
+    seed_everything(settings.seed)
+    _use_offline_plotly()
+    if verbose:
+        info = settings.summary()
+        print(f"echobook: size={info['size']} device={info['device']} data={info['data']} "
+              f"seed={info['seed']} torch={info['torch']}")
+    return settings
+
+
+def _use_offline_plotly() -> None:
+    from echobook.plotting import use_book_renderer
+
+    try:
+        use_book_renderer()
+    except ImportError:  # plotly comes with the optional `notebook` extra
+        pass
