@@ -1,0 +1,327 @@
+"""Clip sampling and fastai DataLoaders for EF regression on echo videos.
+
+A clip is ``clip_frames`` frames taken every ``clip_stride``-th frame (36 at stride 4 at full
+size, as in CoReEcho). Training draws several clips per video with random starts; evaluation
+uses ``eval_clips`` fixed, evenly spaced starts (3 in CoReEcho, whose predictions are averaged).
+
+Batches leave the loader as uint8 ``[B, 1, F, H, W]`` (gray stored once; a model expands the
+channel at its input), move to the device, and only there become float: normalised with the
+training set's mean and std, and in training shifted by a random zero-pad-and-crop (pad to
+size + 12, crop back to size; one offset per clip, the same for all its frames), vectorised
+over the batch. Two-clip mode (CoReEcho stage 1) yields ``[B, 2, 1, F, H, W]``: two clips of
+each video with different starts and independent crops.
+
+Short videos are looped: frame ``i`` of a video of ``T`` frames is read as ``i mod T``. A heart
+beats periodically, so a looped video still shows real frames and whole beats; the official
+EchoNet loader pads with zeros instead, which puts black frames in the clip whose count tells a
+model how short the video was, information that has nothing to do with EF.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+
+from echobook.data.echonet import EchoNetDataset, load_video, probe_video, read_echonet
+
+CROP_PAD_PIXELS = 12  # pad to size + 12 then crop back (EchoNet/CoReEcho: 112 -> 124 -> 112)
+CACHE_LIMIT_BYTES = 1 << 30  # hold videos in memory when they fit in 1 GiB; else read lazily
+STATS_MAX_VIDEOS = 128  # training videos sampled for mean/std (EchoNet's get_mean_and_std uses 128)
+
+
+# --------------------------------------------------------------------------------------------- indices
+
+def clip_span(clip_frames: int, clip_stride: int) -> int:
+    """Frames of the video one clip covers, first to last."""
+    return (clip_frames - 1) * clip_stride + 1
+
+
+def last_start(video_frames: int, clip_frames: int, clip_stride: int) -> int:
+    """The latest start that keeps a clip inside the video (0 for a video shorter than a clip)."""
+    return max(video_frames - clip_span(clip_frames, clip_stride), 0)
+
+
+def clip_indices(video_frames: int, clip_frames: int, clip_stride: int, start: int) -> np.ndarray:
+    """Frame indices of one clip, looping short videos (see the module's note on padding)."""
+    return (start + clip_stride * np.arange(clip_frames)) % video_frames
+
+
+def eval_starts(video_frames: int, clip_frames: int, clip_stride: int, count: int = 3) -> np.ndarray:
+    """``count`` fixed starts spread evenly from the first to the last possible start."""
+    return np.linspace(0, last_start(video_frames, clip_frames, clip_stride), count).round().astype(np.int64)
+
+
+def random_starts(video_frames: int, clip_frames: int, clip_stride: int, count: int,
+                  rng: random.Random) -> tuple[int, ...]:
+    """``count`` random starts, all different where the video allows it."""
+    choices = last_start(video_frames, clip_frames, clip_stride) + 1
+    if choices >= count:
+        return tuple(rng.sample(range(choices), count))
+    return tuple(rng.randrange(choices) for _ in range(count))
+
+
+# --------------------------------------------------------------------------------------------- videos
+
+class VideoStore:
+    """uint8 gray videos by index, held in memory or read lazily, all resized to one ``image_size``.
+
+    Lazily read videos are decoded only up to the last frame a clip needs.
+    """
+
+    def __init__(self, paths: Sequence[Path] = (), arrays: Sequence[np.ndarray] | None = None,
+                 frame_counts: Sequence[int] | None = None, image_size: int | None = None):
+        self.paths = [Path(p) for p in paths]
+        self.arrays = None if arrays is None else [self._resize(np.asarray(a), image_size) for a in arrays]
+        if self.arrays is not None:
+            self.frame_counts = np.array([len(a) for a in self.arrays], dtype=np.int64)
+        else:
+            counts = np.full(len(self.paths), -1) if frame_counts is None else np.asarray(frame_counts)
+            self.frame_counts = np.array([c if c > 0 else probe_video(p)["frames"]
+                                          for c, p in zip(counts, self.paths)], dtype=np.int64)
+        self.image_size = image_size
+
+    @classmethod
+    def from_dataset(cls, dataset: EchoNetDataset, *, cache: bool | None = None,
+                     image_size: int | None = None) -> "VideoStore":
+        """``cache=None`` holds the videos in memory when they fit in :data:`CACHE_LIMIT_BYTES`."""
+        if cache is None:
+            side = image_size or 112
+            cache = int(np.clip(dataset.frame_counts, 1, None).sum()) * side * side <= CACHE_LIMIT_BYTES
+        if cache:
+            return cls(arrays=[load_video(path) for path in dataset.paths], image_size=image_size)
+        return cls(paths=dataset.paths, frame_counts=dataset.frame_counts, image_size=image_size)
+
+    def __len__(self) -> int:
+        return len(self.frame_counts)
+
+    @staticmethod
+    def _resize(video: np.ndarray, size: int | None) -> np.ndarray:
+        if size is None or video.shape[1:] == (size, size):
+            return video
+        return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in video])
+
+    def frames(self, index: int, frame_indices: np.ndarray) -> np.ndarray:
+        """uint8 ``[len(frame_indices), H, W]``; indices past the real end loop (a header may overstate it)."""
+        if self.arrays is not None:
+            video = self.arrays[index]
+        else:
+            video = self._resize(load_video(self.paths[index], stop=int(frame_indices.max()) + 1), self.image_size)
+        return video[frame_indices % len(video)]
+
+
+# --------------------------------------------------------------------------------------------- items
+
+class ClipDataset:
+    """Clips of videos with their EF: the dataset behind a :class:`ClipDataLoader`.
+
+    An item is ``(video_index, starts)``; ``dataset[item]`` is ``(uint8 clips, float32 EF)`` with
+    clips ``[1, F, H, W]`` (one start) or ``[2, 1, F, H, W]`` (two starts).
+    ``train=True``: each epoch draws ``clips_per_video`` items per video with random starts.
+    ``train=False``: fixed items, one per eval start (single-clip mode; ``video_index`` maps
+    items to videos for averaging) or the first and last eval starts (two-clip mode).
+    """
+
+    n_inp = 1  # fastai: the first element of a batch is the input, the rest the target
+
+    def __init__(self, store: VideoStore, ef_percent: Sequence[float], clip_frames: int, clip_stride: int, *,
+                 clips_per_item: int = 1, train: bool = True, clips_per_video: int = 1, eval_clips: int = 3):
+        if clips_per_item not in (1, 2):
+            raise ValueError(f"clips_per_item={clips_per_item}: 1 (single-clip) or 2 (two-clip mode)")
+        if len(ef_percent) != len(store):
+            raise ValueError(f"{len(ef_percent)} EF values for {len(store)} videos")
+        self.store, self.ef_percent = store, np.asarray(ef_percent, dtype=np.float32)
+        self.clip_frames, self.clip_stride = clip_frames, clip_stride
+        self.clips_per_item, self.train = clips_per_item, train
+        self.clips_per_video, self.eval_clips = clips_per_video, eval_clips
+        self.fixed_items = self._fixed_items()
+
+    def _fixed_items(self) -> list[tuple[int, tuple[int, ...]]]:
+        items = []
+        for video, frames in enumerate(self.store.frame_counts):
+            starts = eval_starts(int(frames), self.clip_frames, self.clip_stride, self.eval_clips).tolist()
+            if self.clips_per_item == 2:
+                items.append((video, (starts[0], starts[-1])))
+            else:
+                items += [(video, (start,)) for start in starts]
+        return items
+
+    @property
+    def video_index(self) -> np.ndarray:
+        """The video of each fixed item, in order (to average test-time clips per video)."""
+        return np.array([video for video, _ in self.fixed_items], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.store) * self.clips_per_video if self.train else len(self.fixed_items)
+
+    def epoch_items(self, rng: random.Random) -> list[tuple[int, tuple[int, ...]]]:
+        """This epoch's items: fresh random starts in training, the fixed ones otherwise."""
+        if not self.train:
+            return list(self.fixed_items)
+        return [(video, random_starts(int(self.store.frame_counts[video]), self.clip_frames, self.clip_stride,
+                                      self.clips_per_item, rng))
+                for _ in range(self.clips_per_video) for video in range(len(self.store))]
+
+    def clip(self, video: int, start: int) -> np.ndarray:
+        """uint8 ``[1, F, H, W]``."""
+        frames = int(self.store.frame_counts[video])
+        return self.store.frames(video, clip_indices(frames, self.clip_frames, self.clip_stride, start))[None]
+
+    def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:
+        video, starts = self.fixed_items[item] if isinstance(item, (int, np.integer)) else item
+        clips = [self.clip(video, start) for start in starts]
+        array = clips[0] if self.clips_per_item == 1 else np.stack(clips)
+        return torch.from_numpy(np.ascontiguousarray(array)), torch.tensor(self.ef_percent[video])
+
+
+class ClipDataLoader(DataLoader):
+    """A fastai DataLoader whose epoch is the dataset's :meth:`ClipDataset.epoch_items`.
+
+    The starts are drawn in the main process from the loader's own ``rng``, so runs repeat and
+    worker processes never share a random stream.
+    """
+
+    def get_idxs(self):
+        items = self.dataset.epoch_items(self.rng)
+        return self.shuffle_fn(items) if self.shuffle else items
+
+
+# --------------------------------------------------------------------------------------------- device side
+
+def random_shift(clips: torch.Tensor, pad_pixels: int = CROP_PAD_PIXELS,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero-pad ``[..., C, F, H, W]`` clips to ``H + pad_pixels`` and crop back at a random offset.
+
+    One offset per clip (all leading dims), shared by its channels and frames; vectorised with
+    two ``gather`` calls, so it runs on the clips' device without a Python loop over samples.
+    """
+    *lead, channels, frames, height, width = clips.shape
+    flat = clips.reshape(-1, channels, frames, height, width)
+    count, half = flat.shape[0], pad_pixels // 2
+    padded = F.pad(flat, (half, pad_pixels - half, half, pad_pixels - half))
+    offsets = torch.randint(0, pad_pixels + 1, (2, count), device=clips.device, generator=generator)
+    rows = offsets[0, :, None] + torch.arange(height, device=clips.device)  # [N, H]
+    cols = offsets[1, :, None] + torch.arange(width, device=clips.device)  # [N, W]
+    shape = (count, channels, frames)
+    out = padded.gather(3, rows[:, None, None, :, None].expand(*shape, height, width + pad_pixels))
+    out = out.gather(4, cols[:, None, None, None, :].expand(*shape, height, width))
+    return out.reshape(*lead, channels, frames, height, width)
+
+
+class ClipBatchTransform:
+    """fastai ``after_batch``: on the batch's device, uint8 clips -> normalised float (+ random shift in training).
+
+    Shifting happens on uint8 before normalising, so the padding is black, like the background
+    outside the ultrasound sector (the official loader pads after normalising, i.e. mean gray).
+    """
+
+    def __init__(self, mean: float, std: float, *, train: bool, pad_pixels: int = CROP_PAD_PIXELS):
+        self.mean, self.std, self.train, self.pad_pixels = float(mean), float(std), train, pad_pixels
+
+    def __call__(self, batch):
+        clips, ef_percent = batch
+        if self.train and self.pad_pixels > 0:
+            clips = random_shift(clips, self.pad_pixels)
+        clips = (clips.float() - self.mean) / self.std
+        return clips, ef_percent.float()
+
+
+def normalisation_stats(store: VideoStore, max_videos: int = STATS_MAX_VIDEOS, seed: int = 0) -> tuple[float, float]:
+    """Mean and std of the gray values (0-255) over up to ``max_videos`` videos (all their frames).
+
+    Compute it on the training set only, so validation and test data leak nothing into training.
+    """
+    chosen = np.random.default_rng(seed).permutation(len(store))[:max_videos]
+    total = total_sq = count = 0.0
+    for video in sorted(chosen.tolist()):
+        pixels = store.frames(video, np.arange(store.frame_counts[video])).astype(np.float64)
+        total, total_sq, count = total + pixels.sum(), total_sq + np.square(pixels).sum(), count + pixels.size
+    if count == 0:
+        raise ValueError("no training video to compute the normalisation from")
+    mean = total / count
+    return float(mean), float(np.sqrt(max(total_sq / count - mean**2, 1e-12)))
+
+
+# --------------------------------------------------------------------------------------------- loaders
+
+def clip_dataloader(dataset: ClipDataset, *, batch_size: int, mean: float, std: float,
+                    device: torch.device | str | None = None, seed: int = 0, num_workers: int = 0,
+                    pad_pixels: int = CROP_PAD_PIXELS) -> ClipDataLoader:
+    """One fastai loader over a :class:`ClipDataset`; training ones shuffle, drop the last partial batch and augment."""
+    loader = ClipDataLoader(
+        dataset, bs=batch_size, shuffle=dataset.train, drop_last=dataset.train and len(dataset) > batch_size,
+        num_workers=num_workers, device=device,
+        after_batch=ClipBatchTransform(mean, std, train=dataset.train, pad_pixels=pad_pixels),
+    )
+    loader.rng = random.Random(seed)  # fastai seeds it from the global `random`; make it explicit
+    return loader
+
+
+def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frames: int, clip_stride: int,
+                     batch_size: int, two_clips: bool = False, clips_per_video: int = 1, eval_clips: int = 3,
+                     image_size: int | None = None, device: torch.device | str | None = None,
+                     cache: bool | None = None, stats: tuple[float, float] | None = None,
+                     seed: int = 0, num_workers: int = 0) -> DataLoaders:
+    """fastai ``DataLoaders`` of EF clips: ``train`` with random starts and shifts, ``valid`` with fixed starts.
+
+    ``two_clips`` gives CoReEcho stage 1's ``[B, 2, 1, F, H, W]``; otherwise ``[B, 1, F, H, W]``.
+    ``stats`` (mean, std) defaults to :func:`normalisation_stats` of the training videos;
+    the result's ``normalisation`` attribute holds it.
+    """
+    train_store = VideoStore.from_dataset(train, cache=cache, image_size=image_size)
+    valid_store = VideoStore.from_dataset(valid, cache=cache, image_size=image_size)
+    mean, std = stats if stats is not None else normalisation_stats(train_store, seed=seed)
+    per_item = 2 if two_clips else 1
+    common = dict(clip_frames=clip_frames, clip_stride=clip_stride, clips_per_item=per_item, eval_clips=eval_clips)
+    loaders = [
+        clip_dataloader(ClipDataset(train_store, train.ef_percent, train=True, clips_per_video=clips_per_video, **common),
+                        batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers),
+        clip_dataloader(ClipDataset(valid_store, valid.ef_percent, train=False, **common),
+                        batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers),
+    ]
+    dls = DataLoaders(*loaders, device=device)
+    dls.normalisation = (mean, std)
+    return dls
+
+
+def echonet_dataloaders(root: str | Path, preset=None, *, two_clips: bool = False, device=None,
+                        clips_per_video: int = 1, cache: bool | None = None, seed: int = 0,
+                        batch_size: int | None = None, num_workers: int = 0) -> DataLoaders:
+    """TRAIN/VAL loaders of an EchoNet-style folder with a size preset's clip settings.
+
+    ``preset``: a :class:`echobook.config.SizePreset`, a size name, or None for ``auto``.
+    """
+    from echobook.config import SizePreset, get_preset
+
+    preset = preset if isinstance(preset, SizePreset) else get_preset(preset or "auto")
+    dataset = read_echonet(root, split=None)
+    return clip_dataloaders(
+        dataset.subset("TRAIN"), dataset.subset("VAL"), clip_frames=preset.clip_frames,
+        clip_stride=preset.clip_stride, batch_size=batch_size or preset.batch_size, two_clips=two_clips,
+        clips_per_video=clips_per_video, eval_clips=preset.eval_clips, image_size=preset.crop_size,
+        device=device, cache=cache, seed=seed, num_workers=num_workers,
+    )
+
+
+def eval_dataloader(dataset: EchoNetDataset, *, clip_frames: int, clip_stride: int, batch_size: int,
+                    mean: float, std: float, eval_clips: int = 3, image_size: int | None = None,
+                    device=None, cache: bool | None = None) -> ClipDataLoader:
+    """Test-time loader: ``eval_clips`` fixed clips per video, in order; average with :func:`average_per_video`."""
+    store = VideoStore.from_dataset(dataset, cache=cache, image_size=image_size)
+    clips = ClipDataset(store, dataset.ef_percent, clip_frames, clip_stride, train=False, eval_clips=eval_clips)
+    return clip_dataloader(clips, batch_size=batch_size, mean=mean, std=std, device=device)
+
+
+def average_per_video(values: torch.Tensor, video_index: np.ndarray) -> torch.Tensor:
+    """Mean of per-clip ``values`` ``[N, ...]`` per video (``video_index`` from ``ClipDataset.video_index``)."""
+    index = torch.as_tensor(video_index, device=values.device)
+    videos = int(index.max()) + 1
+    sums = torch.zeros((videos, *values.shape[1:]), dtype=values.dtype, device=values.device).index_add_(0, index, values)
+    counts = torch.bincount(index, minlength=videos).to(values.dtype).reshape(-1, *[1] * (values.dim() - 1))
+    return sums / counts
