@@ -166,3 +166,28 @@ def test_echonet_dataloaders_with_a_preset(fake_root):
     dls = echonet_dataloaders(fake_root, "smoke", batch_size=2)
     x, _ = dls.train.one_batch()
     assert x.shape == (2, 1, 8, 48, 48)  # smoke preset: 8 frames, videos resized 32 -> 48
+
+
+def test_fastai_learner_trains_and_predicts_in_order(fake_root):
+    from fastai.learner import Learner
+
+    dataset = read_echonet(fake_root)
+    dls = clip_dataloaders(dataset.subset("TRAIN"), dataset.subset("VAL"), clip_frames=CLIP_FRAMES,
+                           clip_stride=STRIDE, batch_size=2)
+
+    class MeanIntensity(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(1, 1)
+
+        def forward(self, clips):
+            return self.linear(clips.mean(dim=(1, 2, 3, 4))[:, None]).squeeze(1)
+
+    learn = Learner(dls, MeanIntensity(), loss_func=torch.nn.functional.l1_loss)
+    learn.fit(1)
+    predictions, targets = learn.get_preds()
+    valid = dls.valid.dataset
+    assert predictions.shape == (len(valid),)
+    expected = torch.as_tensor(dataset.subset("VAL").ef_percent)[valid.video_index]
+    torch.testing.assert_close(targets, expected)  # clips come back in item order
+    assert average_per_video(predictions, valid.video_index).shape == (len(dataset.subset("VAL")),)

@@ -121,8 +121,9 @@ class VideoStore:
 class ClipDataset:
     """Clips of videos with their EF: the dataset behind a :class:`ClipDataLoader`.
 
-    An item is ``(video_index, starts)``; ``dataset[item]`` is ``(uint8 clips, float32 EF)`` with
-    clips ``[1, F, H, W]`` (one start) or ``[2, 1, F, H, W]`` (two starts).
+    An item is ``(video_index, starts)``; ``dataset[i]`` is ``(uint8 clips, float32 EF)`` of
+    ``items[i]`` (or of an item given directly), with clips ``[1, F, H, W]`` (one start) or
+    ``[2, 1, F, H, W]`` (two starts). ``items`` is this epoch's list, redrawn by the loader.
     ``train=True``: each epoch draws ``clips_per_video`` items per video with random starts.
     ``train=False``: fixed items, one per eval start (single-clip mode; ``video_index`` maps
     items to videos for averaging) or the first and last eval starts (two-clip mode).
@@ -141,6 +142,7 @@ class ClipDataset:
         self.clips_per_item, self.train = clips_per_item, train
         self.clips_per_video, self.eval_clips = clips_per_video, eval_clips
         self.fixed_items = self._fixed_items()
+        self.items = self.epoch_items(random.Random(0))
 
     def _fixed_items(self) -> list[tuple[int, tuple[int, ...]]]:
         items = []
@@ -174,22 +176,24 @@ class ClipDataset:
         return self.store.frames(video, clip_indices(frames, self.clip_frames, self.clip_stride, start))[None]
 
     def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:
-        video, starts = self.fixed_items[item] if isinstance(item, (int, np.integer)) else item
+        video, starts = self.items[item] if isinstance(item, (int, np.integer)) else item
         clips = [self.clip(video, start) for start in starts]
         array = clips[0] if self.clips_per_item == 1 else np.stack(clips)
         return torch.from_numpy(np.ascontiguousarray(array)), torch.tensor(self.ef_percent[video])
 
 
 class ClipDataLoader(DataLoader):
-    """A fastai DataLoader whose epoch is the dataset's :meth:`ClipDataset.epoch_items`.
+    """A fastai DataLoader whose epoch is a fresh draw of :meth:`ClipDataset.epoch_items`.
 
-    The starts are drawn in the main process from the loader's own ``rng``, so runs repeat and
-    worker processes never share a random stream.
+    The starts are drawn in the main process from the loader's own ``rng`` before any worker
+    starts (workers copy the dataset), so runs repeat and workers never share a random stream.
+    Indices stay plain integers, as fastai's ``get_preds(reorder=True)`` needs.
     """
 
     def get_idxs(self):
-        items = self.dataset.epoch_items(self.rng)
-        return self.shuffle_fn(items) if self.shuffle else items
+        self.dataset.items = self.dataset.epoch_items(self.rng)
+        idxs = list(range(len(self.dataset.items)))
+        return self.shuffle_fn(idxs) if self.shuffle else idxs
 
 
 # --------------------------------------------------------------------------------------------- device side
