@@ -61,7 +61,7 @@ def chromium():
 
 def build_book(chapter_runs, site: Path) -> Path:
     """A copy of the book whose notebooks are the executed ones, built without executing again."""
-    for name in ("_toc.yml", "_static", "book"):
+    for name in ("_toc.yml", "_vendor", "book"):
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, site / name)
     failed = []
