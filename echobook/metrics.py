@@ -1,0 +1,156 @@
+"""Metrics of ejection-fraction (EF) regression, as plain functions and as fastai metrics.
+
+Every function takes predictions and targets in EF percent (arrays, lists or tensors of the same
+length) and returns a float:
+
+- :func:`mae_percent`, :func:`rmse_percent`: mean absolute and root mean squared error, in EF points.
+- :func:`r2_score`: the coefficient of determination ``1 - SS_res / SS_tot`` (scikit-learn's
+  ``r2_score``, also what CoReEcho reports through ``torcheval``). It punishes bias and scale
+  errors: predicting the targets' mean scores 0, and a worse guess scores below 0.
+- :func:`pearson_r2`: the squared Pearson correlation. EchoNet-Dynamic's R analysis script reports
+  this one as "R2". It is blind to bias and scale: ``pred = 2 * true + 10`` scores 1.0 although every
+  prediction is wrong. It equals :func:`r2_score` only for the least-squares line through the
+  points, so a paper's "R2" must say which of the two it is before two numbers are compared.
+
+:func:`regression_metrics` returns all of them in one dict.
+
+The fastai metrics (:func:`ef_metrics`) take either a plain EF prediction ``[N]`` or the stage-1
+output of :mod:`echobook.learners` (a tuple whose ``ef_percent`` is ``[k * B]``: ``k`` clips per
+video, video-major), average the ``k`` clips of each video, and with ``per_video=True`` also average
+the items of the validation set that belong to one video (the fixed test-time clips of
+``ClipDataset``, read from the loader's ``dataset.video_index``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import sklearn.metrics
+import torch
+from fastai.learner import Metric
+
+METRIC_NAMES = ("mae", "rmse", "r2", "pearson_r2")
+
+
+def as_numpy(values) -> np.ndarray:
+    """A flat float64 array from a tensor (any device or dtype), array or sequence."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().float().cpu().numpy()
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def _pair(pred, true) -> tuple[np.ndarray, np.ndarray]:
+    pred, true = as_numpy(pred), as_numpy(true)
+    if pred.shape != true.shape:
+        raise ValueError(f"{pred.size} predictions for {true.size} targets")
+    if pred.size == 0:
+        raise ValueError("no predictions to score")
+    return pred, true
+
+
+def mae_percent(pred, true) -> float:
+    """Mean absolute error, in EF points."""
+    pred, true = _pair(pred, true)
+    return float(np.abs(pred - true).mean())
+
+
+def rmse_percent(pred, true) -> float:
+    """Root mean squared error, in EF points."""
+    pred, true = _pair(pred, true)
+    return float(np.sqrt(np.square(pred - true).mean()))
+
+
+def r2_score(pred, true) -> float:
+    """Coefficient of determination (scikit-learn's ``r2_score(true, pred)``); see the module doc."""
+    pred, true = _pair(pred, true)
+    if pred.size < 2:
+        return float("nan")  # undefined for one sample; sklearn warns and returns nan too
+    return float(sklearn.metrics.r2_score(true, pred))
+
+
+def pearson_r2(pred, true) -> float:
+    """Squared Pearson correlation (EchoNet-Dynamic's "R2"); nan when either side is constant."""
+    pred, true = _pair(pred, true)
+    if pred.size < 2 or pred.std() == 0 or true.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(pred, true)[0, 1] ** 2)
+
+
+METRIC_FUNCTIONS = {"mae": mae_percent, "rmse": rmse_percent, "r2": r2_score, "pearson_r2": pearson_r2}
+
+
+def regression_metrics(pred, true) -> dict[str, float]:
+    """``{"mae", "rmse", "r2", "pearson_r2"}`` of EF predictions against targets (module doc)."""
+    return {name: fn(pred, true) for name, fn in METRIC_FUNCTIONS.items()}
+
+
+# --------------------------------------------------------------------------------------------- fastai
+
+def ef_prediction(pred) -> torch.Tensor:
+    """The EF tensor of a model's output: the tensor itself, or the ``ef_percent`` of a stage-1 output."""
+    if isinstance(pred, torch.Tensor):
+        return pred
+    if hasattr(pred, "ef_percent"):
+        return pred.ef_percent
+    raise TypeError(f"expected an EF tensor or an output with `ef_percent`, got {type(pred).__name__}")
+
+
+def average_clips(ef_percent_pred: torch.Tensor, videos: int) -> torch.Tensor:
+    """``[k * videos]`` predictions, ``k`` consecutive clips per video (video-major) -> ``[videos]``."""
+    ef_percent_pred = ef_percent_pred.reshape(-1)
+    if ef_percent_pred.numel() % videos:
+        raise ValueError(f"{ef_percent_pred.numel()} predictions do not split evenly over {videos} videos")
+    return ef_percent_pred.reshape(videos, -1).mean(1)
+
+
+def _average_by_index(values: np.ndarray, video_index: np.ndarray) -> np.ndarray:
+    counts = np.bincount(video_index)
+    sums = np.bincount(video_index, weights=values, minlength=len(counts))
+    present = counts > 0  # a video with no item (never in a well-formed index) is left out
+    return sums[present] / counts[present]
+
+
+class EFMetric(Metric):
+    """One EF metric over a whole validation pass, computed once at the end (R2 and RMSE are not
+    averages of per-batch values).
+
+    ``per_video``: items of one video (same ``dataset.video_index``) are averaged first, as at test time.
+    """
+
+    def __init__(self, name: str, per_video: bool = True):
+        if name not in METRIC_FUNCTIONS:
+            raise KeyError(f"unknown EF metric {name!r}; choose one of {METRIC_NAMES}")
+        self.metric_name, self.fn, self.per_video = name, METRIC_FUNCTIONS[name], per_video
+        self.reset()
+
+    def reset(self):
+        self.preds, self.targets, self.video_index = [], [], None
+
+    def accumulate(self, learn):
+        target = learn.yb[0].detach().reshape(-1)
+        pred = average_clips(ef_prediction(learn.pred).detach().float(), target.numel())
+        self.preds.append(pred.cpu())
+        self.targets.append(target.float().cpu())
+        if self.video_index is None:
+            self.video_index = getattr(getattr(learn.dl, "dataset", None), "video_index", None)
+
+    def per_video_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """(predictions, targets) per video, or per item when no usable video index is known."""
+        pred, true = as_numpy(torch.cat(self.preds)), as_numpy(torch.cat(self.targets))
+        index = None if self.video_index is None else np.asarray(self.video_index, dtype=np.int64)
+        if self.per_video and index is not None and len(index) == len(pred):
+            return _average_by_index(pred, index), _average_by_index(true, index)
+        return pred, true
+
+    @property
+    def value(self):
+        if not self.preds:
+            return None
+        return self.fn(*self.per_video_values())
+
+    @property
+    def name(self):
+        return self.metric_name
+
+
+def ef_metrics(names=("mae", "rmse", "r2"), per_video: bool = True) -> list[EFMetric]:
+    """fastai metrics for a Learner, e.g. ``Learner(..., metrics=ef_metrics())``."""
+    return [EFMetric(name, per_video) for name in names]
