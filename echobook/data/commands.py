@@ -25,41 +25,34 @@ def add_synth_parser(subparsers) -> None:
                          help="start from a size preset's synthetic settings (default: the engine's defaults)")
     echonet.add_argument("--frames", type=int, default=None, help="frames per video")
     echonet.add_argument("--size", type=int, default=None, help="pixels per side of each video")
-    echonet.add_argument("--quality", type=float, default=None, help="image quality, 0 (poor) to 1 (good)")
-    echonet.add_argument("--ef-mean", type=float, default=None, help="mean ejection fraction, percent")
-    echonet.add_argument("--ef-sd", type=float, default=None, help="standard deviation of the EF, percent")
+    echonet.add_argument("--quality", choices=["Good", "Medium", "Poor"], default=None,
+                         help="force one image quality (default: a mix, mostly Good and Medium)")
+    echonet.add_argument("--ef", type=float, default=None, metavar="PERCENT", help="one fixed EF for every video")
+    echonet.add_argument("--ef-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                         help="EF drawn uniformly in [LOW, HIGH] percent (default: EchoNet-Dynamic's distribution)")
+    echonet.add_argument("--view", choices=["A4C", "A2C", "mixed"], default=None, help="apical view (default: A4C)")
+    echonet.add_argument("--workers", type=int, default=1, help="processes generating videos (default: 1)")
     echonet.add_argument("--overwrite", action="store_true",
                          help="replace FileList.csv, VolumeTracings.csv and Videos/*.avi in a non-empty OUT")
     echonet.add_argument("--quiet", action="store_true", help="no progress lines")
     echonet.set_defaults(func=_synth_echonet)
 
 
-# Command-line option -> the SyntheticConfig fields it may set (the first one the config has).
-CONFIG_FIELDS = {
-    "frames": ("frames", "video_frames", "n_frames"),
-    "size": ("image_size", "size"),
-    "quality": ("quality", "image_quality", "quality_mean"),
-    "ef_mean": ("ef_mean", "ef_mean_percent"),
-    "ef_sd": ("ef_sd", "ef_sd_percent", "ef_std", "ef_std_percent"),
-}
+# Command-line option -> SyntheticConfig field.
+CONFIG_FIELDS = {"frames": "frames", "size": "image_size", "quality": "quality", "ef": "ef_percent",
+                 "ef_range": "ef_range", "view": "view"}
 
 
 def synthetic_config(args):
-    """The ``SyntheticConfig`` the options ask for; an option the engine cannot honour is an error."""
+    """The ``SyntheticConfig`` the options ask for (a preset's sizes first, then each option given)."""
+    from echobook.config import get_preset
     from echobook.data import synthetic
 
-    config = synthetic.config_for_preset(args.preset) if args.preset else synthetic.SyntheticConfig()
-    fields = {f.name for f in dataclasses.fields(config)}
-    changes = {}
-    for option, candidates in CONFIG_FIELDS.items():
-        value = getattr(args, option)
-        if value is None:
-            continue
-        name = next((c for c in candidates if c in fields), None)
-        if name is None:
-            raise SystemExit(f"--{option.replace('_', '-')}: the synthetic engine has no such setting "
-                             f"(SyntheticConfig fields: {', '.join(sorted(fields))})")
-        changes[name] = value
+    config = synthetic.config_for_preset(get_preset(args.preset)) if args.preset else synthetic.SyntheticConfig()
+    changes = {field: getattr(args, option) for option, field in CONFIG_FIELDS.items()
+               if getattr(args, option) is not None}
+    if "ef_range" in changes:
+        changes["ef_range"] = tuple(changes["ef_range"])
     return dataclasses.replace(config, **changes)
 
 
@@ -68,7 +61,7 @@ def _synth_echonet(args) -> int:
 
     try:
         out = synth_echonet(args.out, args.videos, args.seed, synthetic_config(args),
-                            overwrite=args.overwrite, progress=not args.quiet)
+                            overwrite=args.overwrite, progress=not args.quiet, workers=args.workers)
     except (FileExistsError, ValueError) as error:
         print(f"echobook synth echonet: {error}", file=sys.stderr)
         return 2

@@ -721,22 +721,27 @@ def write_echonet(out_dir: str | Path, videos: Iterable, splits: Sequence[str], 
 
 
 def synth_echonet(out_dir: str | Path, videos: int, seed: int, config=None, *,
-                  overwrite: bool = False, progress: bool = False) -> Path:
+                  overwrite: bool = False, progress: bool = False, workers: int = 1) -> Path:
     """Make ``videos`` synthetic echocardiograms from ``seed`` and write them in the EchoNet layout.
 
     Video ``i`` is ``echobook.data.synthetic.make_video(seed, i, config)``; splits come from
-    :func:`assign_splits` with the same seed, so one seed gives the same folder, byte for byte.
+    :func:`assign_splits` with the same seed, so one seed gives the same folder, byte for byte
+    (``workers`` only changes how fast). Videos are made in chunks, so memory stays small.
     """
-    from echobook.data.synthetic import make_video
+    from echobook.data.synthetic import make_videos
 
     if videos < 1:
         raise ValueError(f"videos={videos}: need at least one")
+    out_dir = Path(out_dir)
+    _prepare_output(out_dir, overwrite)  # refuse before spending minutes on generation
     splits = assign_splits(videos, seed)
+    chunk = max(1, 8 * workers)
 
     def generate():
-        for index in range(videos):
-            if progress and (index % 50 == 0 or index == videos - 1):
-                print(f"synth echonet: video {index + 1}/{videos}", flush=True)
-            yield make_video(seed, index, config)
+        for first in range(0, videos, chunk):
+            indices = range(first, min(first + chunk, videos))
+            if progress:
+                print(f"synth echonet: videos {first + 1}-{indices[-1] + 1} of {videos}", flush=True)
+            yield from make_videos(seed, indices, config, workers=workers)
 
-    return write_echonet(out_dir, generate(), splits, overwrite=overwrite)
+    return write_echonet(out_dir, generate(), splits, overwrite=True)
