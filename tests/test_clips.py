@@ -191,3 +191,16 @@ def test_fastai_learner_trains_and_predicts_in_order(fake_root):
     expected = torch.as_tensor(dataset.subset("VAL").ef_percent)[valid.video_index]
     torch.testing.assert_close(targets, expected)  # clips come back in item order
     assert average_per_video(predictions, valid.video_index).shape == (len(dataset.subset("VAL")),)
+
+
+def test_short_and_odd_sized_videos_through_the_loader(tmp_path):
+    from echobook.data.echonet import write_echonet
+    from test_echonet import fake_video
+
+    videos = [fake_video(0), fake_video(1, frames=5), fake_video(2, size=48), fake_video(3)]
+    write_echonet(tmp_path / "e", videos, ["TRAIN"] * 4)
+    dataset = read_echonet(tmp_path / "e")
+    for cache in (True, False):
+        dls = clip_dataloaders(dataset, dataset, clip_frames=CLIP_FRAMES, clip_stride=STRIDE, batch_size=4, cache=cache)
+        x, _ = dls.valid.one_batch()
+        assert x.shape == (4, 1, CLIP_FRAMES, SIZE, SIZE)  # 48 px resized to the common 32, 5 frames looped

@@ -416,3 +416,17 @@ def test_synthetic_round_trip_with_the_engine(tmp_path):
     again = synth_echonet(tmp_path / "b", videos=3, seed=11, config=config)
     for path in sorted(root.rglob("*.*")):  # one seed, the same bytes
         assert path.read_bytes() == (again / path.relative_to(root)).read_bytes(), path.name
+
+
+def test_traced_frame_beyond_the_video_is_ignored(fake_set):
+    root, videos = fake_set
+    name = f"{videos[0].name}.avi"
+
+    def move_es(frame):
+        frame.loc[(frame["FileName"] == name) & (frame["Frame"] == videos[0].es_frame), "Frame"] = FRAMES + 3
+        return frame
+
+    edit_csv(root / "VolumeTracings.csv", move_es)
+    dataset = read_echonet(root)
+    assert not next(r for r in dataset.records if r.name == videos[0].name).has_tracings
+    assert dataset.problems[echonet.TRACING_BEYOND_VIDEO] == 1

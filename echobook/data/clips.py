@@ -254,6 +254,13 @@ def normalisation_stats(store: VideoStore, max_videos: int = STATS_MAX_VIDEOS, s
 
 # --------------------------------------------------------------------------------------------- loaders
 
+def common_image_size(dataset: EchoNetDataset) -> int | None:
+    """The most common FrameHeight of a dataset (112 in EchoNet-Dynamic), to which odd-sized videos
+    are resized (the release has 6 at 768x1024) so that clips stack into batches; None if unknown."""
+    heights = [r.frame_height for r in dataset.records if r.frame_height > 0]
+    return int(np.bincount(heights).argmax()) if heights else None
+
+
 def clip_dataloader(dataset: ClipDataset, *, batch_size: int, mean: float, std: float,
                     device: torch.device | str | None = None, seed: int = 0, num_workers: int = 0,
                     pad_pixels: int = CROP_PAD_PIXELS) -> ClipDataLoader:
@@ -275,9 +282,11 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
     """fastai ``DataLoaders`` of EF clips: ``train`` with random starts and shifts, ``valid`` with fixed starts.
 
     ``two_clips`` gives CoReEcho stage 1's ``[B, 2, 1, F, H, W]``; otherwise ``[B, 1, F, H, W]``.
+    Videos are resized to ``image_size`` pixels a side (default: :func:`common_image_size`).
     ``stats`` (mean, std) defaults to :func:`normalisation_stats` of the training videos;
     the result's ``normalisation`` attribute holds it.
     """
+    image_size = image_size or common_image_size(train)
     train_store = VideoStore.from_dataset(train, cache=cache, image_size=image_size)
     valid_store = VideoStore.from_dataset(valid, cache=cache, image_size=image_size)
     mean, std = stats if stats is not None else normalisation_stats(train_store, seed=seed)
@@ -317,7 +326,7 @@ def eval_dataloader(dataset: EchoNetDataset, *, clip_frames: int, clip_stride: i
                     mean: float, std: float, eval_clips: int = 3, image_size: int | None = None,
                     device=None, cache: bool | None = None) -> ClipDataLoader:
     """Test-time loader: ``eval_clips`` fixed clips per video, in order; average with :func:`average_per_video`."""
-    store = VideoStore.from_dataset(dataset, cache=cache, image_size=image_size)
+    store = VideoStore.from_dataset(dataset, cache=cache, image_size=image_size or common_image_size(dataset))
     clips = ClipDataset(store, dataset.ef_percent, clip_frames, clip_stride, train=False, eval_clips=eval_clips)
     return clip_dataloader(clips, batch_size=batch_size, mean=mean, std=std, device=device)
 
