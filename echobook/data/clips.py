@@ -166,9 +166,12 @@ class ClipDataset:
         """This epoch's items: fresh random starts in training, the fixed ones otherwise."""
         if not self.train:
             return list(self.fixed_items)
-        return [(video, random_starts(int(self.store.frame_counts[video]), self.clip_frames, self.clip_stride,
-                                      self.clips_per_item, rng))
-                for _ in range(self.clips_per_video) for video in range(len(self.store))]
+        per_video, items = self.clips_per_item, []
+        for video, frames in enumerate(self.store.frame_counts):
+            # all the video's clips this epoch drawn together, so their starts differ where possible
+            starts = random_starts(int(frames), self.clip_frames, self.clip_stride, self.clips_per_video * per_video, rng)
+            items += [(video, starts[i * per_video:(i + 1) * per_video]) for i in range(self.clips_per_video)]
+        return items
 
     def clip(self, video: int, start: int) -> np.ndarray:
         """uint8 ``[1, F, H, W]``."""
