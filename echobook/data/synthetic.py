@@ -1,0 +1,886 @@
+"""A procedural generator of apical four-chamber (A4C) echo videos, with an A2C variant.
+
+Video ``i`` of a dataset is made on demand from ``(seed, i)``: its random numbers come from
+``numpy.random.SeedSequence(seed, spawn_key=(i,))``, which is exactly child ``i`` of
+``SeedSequence(seed).spawn(...)``. The same seed and config give the same bytes.
+
+How one video is made (each step is a function below, and chapter 1 shows each one):
+
+1. **Case.** Heart rate, frame rate, a target EF drawn from EchoNet-Dynamic's empirical
+   distribution, an EDV drawn from a lognormal that depends on the EF band, wall-motion
+   defects in the six A4C/A2C segments, an image-quality level, and the anatomy's sizes.
+2. **Cycle.** A contraction curve ``c(phase)`` in [0, 1]: 0 at end-diastole (phase 0),
+   a half-cosine ejection over the ejection time (``LVET = 379 - 1.8 HR`` ms, clipped to
+   0.28-0.38 of the cycle), a flat isovolumic relaxation, rapid filling, diastasis and the
+   atrial kick.
+3. **Anatomy.** The LV endocardium is a truncated prolate shape along a tilted long axis
+   (apex fixed near the transducer, mitral plane descending toward the apex in systole);
+   each wall (image-left: septum in A4C, image-right: lateral wall) shortens radially by
+   ``r * c * k(segment)`` with ``k`` = 1 (normal), 0.3-0.6 (hypokinetic), 0-0.1 (akinetic);
+   ``r`` is solved so that the ES volume gives the target EF. Myocardium, RV, LA, RA,
+   septa, mitral and tricuspid leaflets and the pericardium are built around it.
+4. **Labels from the rendered contour.** Every frame's LV contour is traced the EchoNet way
+   (long axis + 20 chords); its single-plane disc volume is the volume curve; the pixel
+   spacing is chosen so the largest volume equals the drawn EDV; ED/ES are the frames of
+   largest/smallest volume and EF comes from them. The label maps rasterise the same
+   contour, so labels agree with the pixels.
+5. **Image formation.** Amplitude echogenicity x a speckle texture (a complex Gaussian
+   field blurred by an anisotropic PSF on the polar beam grid, so grains widen with depth)
+   that is *fixed in tissue coordinates* and warped by the motion, so speckle moves with
+   the myocardium; depth attenuation with imperfect TGC; near-field haze, dropout,
+   acoustic shadows and electronic noise by quality level; log compression; the V-shaped
+   sector mask.
+
+Everything is vectorised NumPy over frames (plus ``cv2.remap`` to sample the texture).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from echobook.data import geometry
+
+QUALITIES = ("Good", "Medium", "Poor")
+VIEWS = ("A4C", "A2C")
+VIEW_CHOICES = VIEWS + ("mixed",)
+LABELS = {0: "background", 1: "LV cavity", 2: "LV myocardium", 3: "LA"}  # CAMUS's label values
+# The six wall segments of the A4C/A2C views in HMC-QU order (SEG1,2,3,5,6,7; the apical cap SEG4 is left out).
+SEGMENTS = {
+    "A4C": ("basal inferoseptal", "mid inferoseptal", "apical septal",
+            "apical lateral", "mid anterolateral", "basal anterolateral"),
+    "A2C": ("basal inferior", "mid inferior", "apical inferior",
+            "apical anterior", "mid anterior", "basal anterior"),
+}
+WALL_MOTION = {0: "normal", 1: "hypokinetic", 2: "akinetic"}
+
+# EchoNet-Dynamic FileList.csv EF distribution (10,030 videos; reference report sec. 1.2) as
+# (EF %, cumulative fraction) knots: quantiles 1/5/25/50/75/95/99 % and the bin edges.
+ECHONET_EF_CDF = (
+    (7.0, 0.0), (17.9, 0.01), (20.0, 0.016), (27.9, 0.05), (30.0, 0.062), (40.0, 0.126),
+    (50.0, 0.224), (51.6, 0.25), (59.2, 0.50), (60.0, 0.552), (64.0, 0.75), (69.1, 0.95),
+    (70.0, 0.968), (74.3, 0.99), (80.0, 0.997), (88.0, 1.0),
+)
+ECHONET_EF_MEAN, ECHONET_EF_SD, ECHONET_EF_BELOW_40 = 55.75, 12.37, 0.126
+# EchoNet EDV medians by EF band (EF < 35, 35-50, >= 50) in mL; log-sd of EDV about 0.44 overall.
+ECHONET_EDV_MEDIAN_ML = ((35.0, 142.0), (50.0, 101.0), (math.inf, 76.0))
+EDV_LOG_SD = 0.33  # within an EF band (the bands' spread adds the rest of EchoNet's 0.44)
+
+
+@dataclass(frozen=True)
+class QualityLevel:
+    """How an image-quality level (CAMUS's vocabulary) degrades the picture."""
+
+    psf_scale: float  # speckle grain size relative to Good
+    haze: float  # near-field clutter amplitude (linear, 1 = the brightest reflector)
+    fog: float  # uniform haze over everything (raises the blood pool)
+    dropout: float  # 0..1 loss of echo where walls run parallel to the beam
+    shadows: tuple[int, int]  # min/max number of acoustic shadow wedges (ribs, lung)
+    shadow_strength: float
+    noise: float  # electronic noise amplitude
+    tgc_error_db: float  # largest residual of imperfect gain compensation at full depth
+    contrast: float  # scales the myocardium's echogenicity
+
+
+QUALITY_LEVELS = {
+    "Good": QualityLevel(1.0, 0.0, 0.0, 0.0, (0, 0), 0.0, 0.0015, 3.0, 1.0),
+    "Medium": QualityLevel(1.3, 0.012, 0.002, 0.5, (0, 1), 0.5, 0.004, 5.0, 0.8),
+    "Poor": QualityLevel(1.7, 0.03, 0.005, 0.85, (1, 2), 0.8, 0.008, 7.0, 0.6),
+}
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """What kind of videos to make. Every range is ``(low, high)``; sizes in pixels and frames.
+
+    EF: by default drawn from EchoNet-Dynamic's distribution; ``ef_range=(lo, hi)`` draws it
+    uniformly instead, ``ef_percent`` fixes it. The EF of a video is what its rendered
+    contour gives, within about a point of the drawn target.
+    """
+
+    image_size: int = 112  # pixels per side (EchoNet-Dynamic: 112)
+    frames: int = 176  # frames per video (the full preset; EchoNet's median is 171)
+    fps_range: tuple[float, float] = (30.0, 60.0)  # EchoNet: 79 % at 50 fps, 1-99 %: 33-76
+    min_cycles: float = 1.25  # lower the fps if needed so a video holds this many beats (an ED and an ES)
+    hr_range: tuple[float, float] = (50.0, 110.0)  # heart rate, beats per minute
+    ef_range: tuple[float, float] | None = None  # uniform EF in percent instead of EchoNet's distribution
+    ef_percent: float | None = None  # a fixed target EF in percent
+    quality_weights: tuple[float, float, float] = (0.45, 0.4, 0.15)  # Good, Medium, Poor
+    quality: str | None = None  # force one quality level
+    view: str = "A4C"  # "A4C", "A2C" or "mixed" (half and half)
+    wall_motion_probability: float = 0.2  # chance of a regional defect (doubled when EF < 45)
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise ValueError(f"SyntheticConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if not isinstance(self.image_size, (int, np.integer)) or self.image_size < 16:
+            bad("image_size", "must be an integer >= 16")
+        if not isinstance(self.frames, (int, np.integer)) or self.frames < 1:
+            bad("frames", "must be an integer >= 1")
+        for name in ("fps_range", "hr_range"):
+            low, high = getattr(self, name)
+            if not (0 < low <= high):
+                bad(name, "must be (low, high) with 0 < low <= high")
+        if self.min_cycles <= 0:
+            bad("min_cycles", "must be positive")
+        if self.ef_range is not None:
+            low, high = self.ef_range
+            if not (0 < low <= high < 100):
+                bad("ef_range", "must be (low, high) with 0 < low <= high < 100 (percent)")
+        if self.ef_percent is not None and not (0 < self.ef_percent < 100):
+            bad("ef_percent", "must be in (0, 100) percent")
+        weights = np.asarray(self.quality_weights, dtype=float)
+        if weights.shape != (3,) or np.any(weights < 0) or weights.sum() <= 0:
+            bad("quality_weights", "must be three non-negative weights for Good, Medium, Poor")
+        if self.quality is not None and self.quality not in QUALITIES:
+            bad("quality", f"must be one of {QUALITIES} or None")
+        if self.view not in VIEW_CHOICES:
+            bad("view", f"must be one of {VIEW_CHOICES}")
+        if not (0 <= self.wall_motion_probability <= 1):
+            bad("wall_motion_probability", "must be in [0, 1]")
+
+
+def config_for_preset(preset, **overrides) -> SyntheticConfig:
+    """The synthetic config of an :class:`echobook.config.SizePreset` (its image size and frames)."""
+    return SyntheticConfig(image_size=int(preset.image_size), frames=int(preset.video_frames), **overrides)
+
+
+@dataclass
+class SyntheticVideo:
+    """One synthetic echo video and its ground truth. Pixel coordinates: X = column, Y = row."""
+
+    name: str  # EchoNet-like file stem, "0X" + 16 hex digits
+    frames: np.ndarray  # uint8 [T, H, W] gray
+    fps: float
+    heart_rate_bpm: float
+    ef_percent: float  # from the rendered contour's disc volumes at ed_frame and es_frame
+    edv_ml: float
+    esv_ml: float
+    ed_frame: int
+    es_frame: int
+    phase: np.ndarray  # float [T], 0 at end-diastole, in [0, 1)
+    tracings: dict[int, np.ndarray]  # {ed_frame, es_frame} -> float [21, 4] (EchoNet convention)
+    labels: np.ndarray  # uint8 [T, H, W]: 0 background, 1 LV cavity, 2 LV myocardium, 3 LA
+    wall_motion: np.ndarray  # int [6]: 0 normal, 1 hypokinetic, 2 akinetic (order: SEGMENTS[view])
+    quality: str  # "Good" | "Medium" | "Poor"
+    view: str  # "A4C" | "A2C"
+    mm_per_pixel: float
+    volumes_ml: np.ndarray = field(repr=False, default=None)  # float [T] disc volume of every frame
+    all_tracings: np.ndarray = field(repr=False, default=None)  # float [T, 21, 4] every frame's tracing
+    target_ef_percent: float = float("nan")  # what the case asked for (the label is ef_percent)
+    seed: int = 0
+    index: int = 0
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def has_infarct(self) -> bool:
+        """Patient-level MI analogue: any segment abnormal."""
+        return bool(np.any(self.wall_motion > 0))
+
+    def __repr__(self) -> str:
+        t, h, w = self.frames.shape
+        return (f"SyntheticVideo({self.name}, {self.view}, {self.quality}, {t}x{h}x{w} @ {self.fps:.1f} fps, "
+                f"HR {self.heart_rate_bpm:.0f}, EF {self.ef_percent:.1f} %, EDV {self.edv_ml:.0f} mL, "
+                f"ED {self.ed_frame}, ES {self.es_frame}, wall motion {self.wall_motion.tolist()})")
+
+
+# ============================================================================ 1. the case
+def video_name(seed: int, index: int) -> str:
+    """EchoNet-like file stem ("0X" + 16 upper-case hex digits) derived from (seed, index)."""
+    digest = hashlib.blake2b(f"echobook-synthetic:{int(seed)}:{int(index)}".encode(), digest_size=8).hexdigest()
+    return "0X" + digest.upper()
+
+
+def rng_for(seed: int, index: int) -> np.random.Generator:
+    """Video ``index``'s generator: child ``index`` of ``SeedSequence(seed)``."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index),)))
+
+
+def sample_ef_percent(rng: np.random.Generator, config: SyntheticConfig) -> float:
+    """A target EF: fixed, uniform in ``ef_range``, or EchoNet-Dynamic's empirical distribution."""
+    if config.ef_percent is not None:
+        return float(config.ef_percent)
+    if config.ef_range is not None:
+        return float(rng.uniform(*config.ef_range))
+    ef, cdf = np.array(ECHONET_EF_CDF).T
+    return float(np.interp(rng.uniform(), cdf, ef))  # inverse CDF, piecewise linear
+
+
+def sample_edv_ml(rng: np.random.Generator, ef_percent: float) -> float:
+    """EDV drawn lognormally around EchoNet's median for the EF band (dilated hearts at low EF)."""
+    median = next(m for upper, m in ECHONET_EDV_MEDIAN_ML if ef_percent < upper)
+    return float(np.clip(median * math.exp(EDV_LOG_SD * rng.standard_normal()), 25.0, 400.0))
+
+
+def sample_wall_motion(rng: np.random.Generator, ef_percent: float, probability: float) -> np.ndarray:
+    """Defects in a coronary territory (MI analogue): per segment 0 normal, 1 hypo-, 2 akinetic."""
+    wall_motion = np.zeros(6, dtype=np.int64)
+    p = min(1.0, probability * (2.0 if ef_percent < 45 else 1.0))
+    if rng.uniform() < p:
+        # segment indices (SEGMENTS order) of typical territories: LAD (septum + apex), LCx (lateral), RCA (basal septum)
+        territories = ((1, 2, 3), (2, 3), (4, 5), (3, 4), (0, 1))
+        territory = territories[rng.integers(len(territories))]
+        count = rng.integers(1, len(territory) + 1)
+        start = rng.integers(0, len(territory) - count + 1)
+        for segment in territory[start:start + count]:
+            wall_motion[segment] = 1 + int(rng.uniform() < 0.4)
+    return wall_motion
+
+
+@dataclass
+class HeartCase:
+    """Every random choice of one video (sizes in output pixels unless named otherwise)."""
+
+    view: str
+    quality: str
+    heart_rate_bpm: float
+    fps: float
+    phase0: float
+    target_ef_percent: float
+    target_edv_ml: float
+    wall_motion: np.ndarray
+    motion_factor: np.ndarray  # [6] multiplier of each segment's inward excursion
+    # sector
+    tip_x: float
+    half_angle: float
+    radius: float
+    # LV
+    apex: np.ndarray  # (x, y)
+    tilt: float  # long axis angle from +Y (down), positive: base to the image right
+    length_ed: float
+    half_width_left: float
+    half_width_right: float
+    widest_at: float  # fraction of the length where the LV is widest
+    wall_ed: float
+    longitudinal_shortening: float
+    thickening: float
+    radial_shortening: float = 0.0  # solved for the target EF
+    # image
+    dynamic_range_db: float = 50.0
+    gain_db: float = 0.0
+    frequency_mhz: float = 2.5
+    tgc_error_db: float = 0.0
+    tgc_wiggle_db: float = 0.0
+    rng_state: dict = field(default_factory=dict, repr=False)
+
+
+def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCase, np.random.Generator]:
+    rng = rng_for(seed, index)
+    size = config.image_size
+    view = config.view if config.view != "mixed" else VIEWS[int(rng.uniform() < 0.5)]
+    if config.quality is not None:
+        quality = config.quality
+    else:
+        weights = np.asarray(config.quality_weights, dtype=float)
+        quality = QUALITIES[int(rng.choice(3, p=weights / weights.sum()))]
+    hr = float(rng.uniform(*config.hr_range))
+    fps = float(rng.uniform(*config.fps_range))
+    if config.frames > 1:  # enough beats in the clip to hold both an ED and an ES
+        fps = min(fps, (config.frames - 1) * hr / (60.0 * config.min_cycles))
+    fps = round(fps, 2)
+    ef = sample_ef_percent(rng, config)
+    edv = sample_edv_ml(rng, ef)
+    wall_motion = sample_wall_motion(rng, ef, config.wall_motion_probability)
+    factor = np.ones(6)
+    factor[wall_motion == 1] = rng.uniform(0.3, 0.6, size=int(np.sum(wall_motion == 1)))
+    factor[wall_motion == 2] = rng.uniform(0.0, 0.1, size=int(np.sum(wall_motion == 2)))
+
+    impairment = float(np.clip((50.0 - ef) / 30.0, 0.0, 1.0))  # 0 healthy .. 1 severely reduced
+    length = size * rng.uniform(0.44, 0.52)
+    sphericity = rng.uniform(0.25, 0.29) + 0.07 * impairment  # failing ventricles are rounder
+    width = length * sphericity
+    asymmetry = rng.uniform(-0.08, 0.08)
+    tip_x = size * (0.5 + rng.uniform(-0.03, 0.03))
+    if view == "A4C":
+        apex = np.array([tip_x + size * rng.uniform(-0.02, 0.05), size * rng.uniform(0.12, 0.17)])
+        tilt = math.radians(rng.uniform(6.0, 16.0))
+    else:
+        apex = np.array([tip_x + size * rng.uniform(-0.03, 0.03), size * rng.uniform(0.12, 0.17)])
+        tilt = math.radians(rng.uniform(-4.0, 8.0))
+    vigour = float(np.clip(ef / 60.0, 0.2, 1.25))
+    case = HeartCase(
+        view=view, quality=quality, heart_rate_bpm=hr, fps=fps, phase0=float(rng.uniform()),
+        target_ef_percent=ef, target_edv_ml=edv, wall_motion=wall_motion, motion_factor=factor,
+        tip_x=tip_x, half_angle=math.radians(rng.uniform(38.0, 45.0)), radius=size * rng.uniform(0.93, 0.99),
+        apex=apex, tilt=tilt, length_ed=length,
+        half_width_left=width * (1 - asymmetry), half_width_right=width * (1 + asymmetry),
+        widest_at=rng.uniform(0.55, 0.65), wall_ed=length * rng.uniform(0.10, 0.13),
+        longitudinal_shortening=0.15 * vigour, thickening=0.45 * vigour,
+        dynamic_range_db=rng.uniform(45.0, 55.0), gain_db=rng.uniform(-4.0, 1.0),
+        frequency_mhz=rng.uniform(2.0, 3.5),
+        tgc_error_db=QUALITY_LEVELS[quality].tgc_error_db * rng.uniform(0.5, 1.0),
+        tgc_wiggle_db=rng.uniform(-1.5, 1.5),
+    )
+    case.radial_shortening = solve_radial_shortening(case)
+    return case, rng
+
+
+# ============================================================================ 2. the cycle
+def ejection_fraction_of_cycle(heart_rate_bpm: float) -> float:
+    """LV ejection time as a fraction of the cycle: LVET = 379 - 1.8 HR ms (Lance et al.), clipped to 0.28-0.38."""
+    lvet_s = (379.0 - 1.8 * heart_rate_bpm) / 1000.0
+    return float(np.clip(lvet_s * heart_rate_bpm / 60.0, 0.28, 0.38))
+
+
+def contraction(phase, heart_rate_bpm: float = 75.0) -> np.ndarray:
+    """Contraction ``c`` in [0, 1] (0: end-diastole, 1: end-systole) at ``phase`` in [0, 1).
+
+    Ejection (half-cosine) over the ejection time; isovolumic relaxation (flat, 70 ms);
+    rapid filling to 25 % of the stroke; diastasis to 18 %; atrial kick over the last 20 %
+    of diastole. The LV volume is ``EDV - (EDV - ESV) c`` to a good approximation.
+    """
+    p = np.mod(np.asarray(phase, dtype=np.float64), 1.0)
+    cycle_s = 60.0 / heart_rate_bpm
+    ejection = ejection_fraction_of_cycle(heart_rate_bpm)
+    relax_end = ejection + min(0.07 / cycle_s, 0.1)
+    diastole = 1.0 - relax_end
+    rapid_end = relax_end + 0.35 * diastole
+    kick_start = relax_end + 0.8 * diastole
+
+    def ramp(x):  # 0 -> 1, smooth at both ends
+        return 0.5 - 0.5 * np.cos(np.pi * np.clip(x, 0.0, 1.0))
+
+    c = np.where(p < ejection, ramp(p / ejection), 1.0)
+    c = np.where(p >= relax_end, 1.0 - 0.75 * ramp((p - relax_end) / (rapid_end - relax_end)), c)
+    c = np.where(p >= rapid_end, 0.25 - 0.07 * (p - rapid_end) / (kick_start - rapid_end), c)
+    c = np.where(p >= kick_start, 0.18 * (1.0 - ramp((p - kick_start) / (1.0 - kick_start))), c)
+    return c
+
+
+def mitral_opening(phase, heart_rate_bpm: float = 75.0) -> np.ndarray:
+    """0 closed .. 1 open: the AV valves open after isovolumic relaxation and close at end-diastole."""
+    p = np.mod(np.asarray(phase, dtype=np.float64), 1.0)
+    cycle_s = 60.0 / heart_rate_bpm
+    opens = ejection_fraction_of_cycle(heart_rate_bpm) + min(0.07 / cycle_s, 0.1)
+    ramp = 0.05
+    return np.clip((p - opens) / ramp, 0.0, 1.0) * np.clip((1.0 - p) / ramp, 0.0, 1.0)
+
+
+# ============================================================================ 3. the anatomy
+def _segment_factor(s: np.ndarray, factors3: np.ndarray) -> np.ndarray:
+    """Motion multiplier along a wall: apical, mid, basal thirds, blended linearly between their centres."""
+    return np.interp(s, (1 / 6, 1 / 2, 5 / 6), factors3)
+
+
+def _profile(s: np.ndarray, widest_at: float) -> np.ndarray:
+    """LV half-width along the axis, 0 at the apex (s=0), 1 at its widest, narrowing to the annulus (s=1)."""
+    return np.sqrt(np.clip(1.0 - ((s - widest_at) / widest_at) ** 2, 0.0, None))
+
+
+def _wall_factors(case: HeartCase) -> tuple[np.ndarray, np.ndarray]:
+    """(left wall, right wall) motion factors ordered apical, mid, basal."""
+    f = case.motion_factor
+    return np.array([f[2], f[1], f[0]]), np.array([f[3], f[4], f[5]])
+
+
+def lv_half_widths(case: HeartCase, u: np.ndarray, length: np.ndarray, c: np.ndarray,
+                   radial_shortening: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Endocardial half-widths (left, right) at distance ``u`` from the apex along the axis.
+
+    ``length`` and ``c`` broadcast against ``u`` (frames in front). Zero outside [0, length].
+    """
+    r = case.radial_shortening if radial_shortening is None else radial_shortening
+    s = u / length
+    inside = (s >= 0) & (s <= 1)
+    base = _profile(np.clip(s, 0, 1), case.widest_at)
+    left_k, right_k = _wall_factors(case)
+    left = case.half_width_left * base * (1.0 - r * c * _segment_factor(s, left_k))
+    right = case.half_width_right * base * (1.0 - r * c * _segment_factor(s, right_k))
+    return np.where(inside, left, 0.0), np.where(inside, right, 0.0)
+
+
+def lv_length(case: HeartCase, c) -> np.ndarray:
+    """Long-axis length: the mitral plane moves toward the (still) apex in systole."""
+    return case.length_ed * (1.0 - case.longitudinal_shortening * np.asarray(c))
+
+
+def solve_radial_shortening(case: HeartCase, max_shortening: float = 0.8) -> float:
+    """Radial shortening ``r`` whose ES disc volume gives the target EF (bisection; capped)."""
+    fractions = np.arange(1, geometry.N_CHORDS + 1) / (geometry.N_CHORDS + 1)
+
+    def volume(c, r):
+        length = lv_length(case, c)
+        left, right = lv_half_widths(case, fractions * length, length, c, r)
+        return np.sum((left + right) ** 2) * length
+
+    wanted = 1.0 - case.target_ef_percent / 100.0
+    ed = volume(0.0, 0.0)
+    low, high = 0.0, max_shortening
+    if volume(1.0, high) / ed > wanted:
+        return high  # defects this large cannot reach the target: the EF label is what renders
+    for _ in range(40):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if volume(1.0, mid) / ed > wanted else (low, mid)
+    return 0.5 * (low + high)
+
+
+def _frame_axes(case: HeartCase) -> tuple[np.ndarray, np.ndarray]:
+    """Unit long axis ``e`` (apex to base, pointing down) and ``n`` (to the image right)."""
+    e = np.array([math.sin(case.tilt), math.cos(case.tilt)])
+    return e, np.array([e[1], -e[0]])
+
+
+def lv_contours(case: HeartCase, c: np.ndarray, points_per_side: int = 64):
+    """The rendered LV endocardium of every frame: contour ``[T, P, 2]``, apex, base ends ``[T, 2]``."""
+    c = np.asarray(c, dtype=np.float64)[:, None]
+    length = lv_length(case, c)
+    s = 0.5 - 0.5 * np.cos(np.pi * np.arange(points_per_side + 1) / points_per_side)  # dense at both ends
+    u = s[None, :] * length
+    left, right = lv_half_widths(case, u, length, c)
+    e, n = _frame_axes(case)
+    left_pts = case.apex + u[..., None] * e - left[..., None] * n
+    right_pts = case.apex + u[..., None] * e + right[..., None] * n
+    contour = np.concatenate([left_pts, right_pts[:, ::-1][:, :-1]], axis=1)  # apex ... base ... back
+    apex = np.broadcast_to(case.apex, (len(c), 2))
+    return contour, apex, left_pts[:, -1], right_pts[:, -1]
+
+
+def lv_tracings(case: HeartCase, c: np.ndarray) -> np.ndarray:
+    """EchoNet tracings ``[T, 21, 4]`` of the rendered contours."""
+    contour, apex, base_left, base_right = lv_contours(case, c)
+    return geometry.tracing_from_contour(contour, apex, base_left, base_right)
+
+
+# ============================================================================ 5. image formation helpers
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+    """Low-frequency texture in about [-1, 1]: random values on a coarse grid, cubic-upsampled."""
+    import cv2
+
+    coarse = rng.standard_normal((cells, cells)).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC) / 1.5, -1.5, 1.5)
+
+
+def speckle_texture(rng: np.random.Generator, case: HeartCase, size: int, margin: int,
+                    psf_scale: float = 1.0) -> np.ndarray:
+    """Rayleigh speckle ``[size + 2 margin]^2`` (unit RMS): complex Gaussian scatterers blurred on the polar beam grid.
+
+    Axial blur is fixed in pixels; lateral blur is fixed in angle, so grains widen with depth.
+    """
+    import cv2
+    from scipy.ndimage import gaussian_filter
+
+    radius = case.radius + margin * 1.5
+    half = case.half_angle + 0.25
+    step = 0.5  # polar samples per pixel: 2
+    n_r = int(math.ceil(radius / step)) + 2
+    n_theta = int(math.ceil(2 * half * radius / step)) + 2
+    d_theta = 2 * half / (n_theta - 1)
+    field_ = rng.standard_normal((2, n_r, n_theta)).astype(np.float32)
+    sigma_axial_px = 0.45 * psf_scale
+    sigma_lateral_rad = 0.9 * psf_scale / (0.5 * case.radius)  # about 0.9 px at mid-depth
+    sigma = (0, sigma_axial_px / step, sigma_lateral_rad / d_theta)
+    field_ = gaussian_filter(field_, sigma=sigma, mode="wrap")
+    amplitude = np.hypot(field_[0], field_[1])
+    amplitude /= np.sqrt(np.mean(amplitude ** 2))
+    # scan conversion: Cartesian texture pixel (x, y) (image coords + margin) -> polar sample
+    coords = np.arange(size + 2 * margin, dtype=np.float32) - margin
+    xx, yy = np.meshgrid(coords, coords)
+    rr = np.hypot(xx - case.tip_x, yy + 0.0)
+    theta = np.arctan2(xx - case.tip_x, yy)
+    map_r = (rr / step).astype(np.float32)
+    map_t = ((theta + half) / d_theta).astype(np.float32)
+    return cv2.remap(amplitude, map_t, map_r, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def attenuation_db(depth_cm, frequency_mhz: float, alpha_db_cm_mhz: float = 0.5):
+    """Two-way tissue attenuation 2 alpha f z in dB (alpha ~ 0.5 dB/cm/MHz for heart and liver)."""
+    return 2.0 * alpha_db_cm_mhz * frequency_mhz * np.asarray(depth_cm)
+
+
+def _soft(distance: np.ndarray) -> np.ndarray:
+    """Inside-ness from a signed distance in pixels (negative inside): a one-pixel ramp."""
+    return np.clip(0.5 - distance, 0.0, 1.0)
+
+
+@dataclass
+class _Scene:
+    """Per-video arrays that do not change from frame to frame."""
+
+    u: np.ndarray  # [H*W] distance along the LV axis from the apex, px
+    v: np.ndarray  # [H*W] signed distance across (positive: image right), px
+    abs_v: np.ndarray
+    table_index: np.ndarray  # [H*W] index into per-frame half-width tables
+    u_grid: np.ndarray  # [NB] the tables' u samples
+    sector: np.ndarray  # [H*W] soft sector mask
+    depth_px: np.ndarray  # [H*W]
+    signal_gain: np.ndarray  # [H*W] TGC residual x shadows x dropout (amplitude factor)
+    haze: np.ndarray  # [H*W] additive clutter amplitude
+    noise_gain: np.ndarray  # [H*W] electronic-noise amplitude
+    pericardium_side: np.ndarray  # [H*W] where the bright pericardium line is drawn
+    texture: np.ndarray  # [S+2m, S+2m, 2] speckle and low-frequency echogenicity
+    margin: int
+    valve_band: np.ndarray  # indices of pixels near the AV planes
+
+
+def _static_scene(case: HeartCase, rng: np.random.Generator, size: int, mm_per_pixel: float,
+                  quality: QualityLevel) -> _Scene:
+    coords = np.arange(size, dtype=np.float64)
+    xx, yy = np.meshgrid(coords, coords)
+    x, y = xx.ravel(), yy.ravel()
+    e, n = _frame_axes(case)
+    u = (x - case.apex[0]) * e[0] + (y - case.apex[1]) * e[1]
+    v = (x - case.apex[0]) * n[0] + (y - case.apex[1]) * n[1]
+    # half-width tables: 8 samples per pixel along the axis, left side first then right
+    du = 0.125
+    u_min, u_max = -2.0 * case.wall_ed - 2.0, case.length_ed + 2.0
+    u_grid = np.arange(u_min, u_max + du, du)
+    nb = len(u_grid)
+    table_index = np.clip(np.rint((u - u_min) / du), 0, nb - 1).astype(np.int64) + nb * (v >= 0)
+
+    depth_px = np.hypot(x - case.tip_x, y)
+    theta = np.arctan2(x - case.tip_x, y)
+    sector = (np.clip(0.5 + depth_px * np.sin(case.half_angle - np.abs(theta)), 0, 1)
+              * np.clip(0.5 + case.radius - depth_px, 0, 1))
+    depth_fraction = np.clip(depth_px / case.radius, 0, 1)
+
+    # imperfect TGC: the attenuation 2 alpha f z is compensated except for a smooth residual
+    residual_db = (-case.tgc_error_db * depth_fraction ** 1.5
+                   + case.tgc_wiggle_db * np.sin(np.pi * depth_fraction))
+    gain = 10.0 ** ((residual_db + case.gain_db) / 20.0)
+    # acoustic shadows: angular wedges behind a rib or lung edge
+    low, high = quality.shadows
+    for _ in range(int(rng.integers(low, high + 1))):
+        centre = rng.uniform(-0.8, 0.8) * case.half_angle
+        width = math.radians(rng.uniform(3.0, 7.0))
+        start = case.radius * rng.uniform(0.05, 0.3)
+        wedge = np.exp(-0.5 * ((theta - centre) / width) ** 2) * np.clip((depth_px - start) / 3.0, 0, 1)
+        gain = gain * (1.0 - quality.shadow_strength * rng.uniform(0.7, 1.0) * wedge)
+    # dropout: walls parallel to the beam (lateral wall, apex) return little echo
+    if quality.dropout > 0:
+        spots = [(0.45 * case.length_ed, case.half_width_right + 0.5 * case.wall_ed, 0.22, 0.10),
+                 (-0.3 * case.wall_ed, 0.0, 0.12, 0.25)]
+        loss = np.zeros_like(u)
+        for along, across, a, b in spots:
+            loss = np.maximum(loss, np.exp(-0.5 * (((u - along) / (a * case.length_ed)) ** 2
+                                                  + ((v - across) / (b * case.length_ed)) ** 2)))
+        gain = gain * (1.0 - quality.dropout * rng.uniform(0.7, 1.0) * loss)
+
+    margin = max(4, size // 8)
+    texture = np.empty((size + 2 * margin, size + 2 * margin, 2), dtype=np.float32)
+    texture[..., 0] = speckle_texture(rng, case, size, margin, quality.psf_scale)
+    texture[..., 1] = 1.0 + 0.35 * _smooth_noise(rng, texture.shape[:2], cells=7)
+    static_speckle = texture[margin:margin + size, margin:margin + size, 0].ravel()
+    haze = (quality.haze * np.exp(-depth_px / (0.25 * case.radius)) * static_speckle + quality.fog) * gain
+    noise_gain = quality.noise * (0.3 + 0.7 * depth_fraction)
+
+    pericardium_side = ((v > 0) | (u < 0.15 * case.length_ed)).astype(np.float32)
+    if case.view == "A2C":
+        pericardium_side = np.ones_like(u, dtype=np.float32)
+    leaflet_max = 0.6 * max(case.half_width_left, case.half_width_right) + 0.3 * case.length_ed
+    low_u = case.length_ed * (1 - case.longitudinal_shortening) - leaflet_max - 2
+    valve_band = np.flatnonzero((u > low_u) & (u < case.length_ed + leaflet_max + 2))
+    f32 = np.float32
+    return _Scene(u=u.astype(f32), v=v.astype(f32), abs_v=np.abs(v).astype(f32), table_index=table_index,
+                  u_grid=u_grid, sector=sector.astype(f32), depth_px=depth_px.astype(f32),
+                  signal_gain=gain.astype(f32), haze=haze.astype(f32), noise_gain=noise_gain.astype(f32),
+                  pericardium_side=pericardium_side, texture=texture, margin=margin, valve_band=valve_band)
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """Amplitude echogenicities (1 = the brightest reflector)."""
+
+    blood: float = 0.0025
+    myocardium: float = 0.2
+    background: float = 0.025
+    pericardium: float = 0.6
+    valve: float = 0.45
+
+
+def _ellipse_distance(du, dv, a, b):
+    """Approximate signed distance (px) to an axis-aligned ellipse with semi-axes a (along u), b."""
+    rho = np.sqrt((du / a) ** 2 + (dv / b) ** 2)
+    return (rho - 1.0) * np.minimum(a, b)
+
+
+def _chambers(case: HeartCase, scene: _Scene, c: np.ndarray, length: np.ndarray, rows: slice):
+    """Signed distances of the other chambers for frames ``rows``: dict name -> [t, HW] (px)."""
+    u, v = scene.u, scene.v
+    cc = c[rows, None].astype(np.float32)
+    L = length[rows, None].astype(np.float32)
+    base_l, base_r = case.half_width_left * _profile(1.0, case.widest_at), case.half_width_right * _profile(1.0, case.widest_at)
+    la_a, la_b = 0.28 * case.length_ed, 0.24 * case.length_ed
+    la_scale = 1.0 + 0.15 * cc  # atria fill while the ventricles eject
+    la_v = 0.5 * (base_r - base_l)
+    out = {"la": _ellipse_distance(u - (L + 0.92 * la_a * la_scale), v - la_v, la_a * la_scale, la_b * la_scale)}
+    if case.view == "A4C":
+        rv_a, rv_b = 0.38 * case.length_ed, 0.2 * case.length_ed
+        rv_bt = rv_b * (1.0 - 0.15 * cc)
+        rv_v = -(case.half_width_left + case.wall_ed + 0.75 * rv_b)
+        out["rv"] = np.maximum(_ellipse_distance(u - (L - 0.7 * rv_a), v - rv_v, rv_a, rv_bt), u - L)
+        ra_a, ra_b = 0.25 * case.length_ed, 0.19 * case.length_ed
+        ra_scale = 1.0 + 0.12 * cc
+        ra_v = la_v - 1.15 * (la_b + ra_b) - 0.05 * case.length_ed
+        out["ra"] = _ellipse_distance(u - (L + 0.92 * ra_a * ra_scale), v - ra_v, ra_a * ra_scale, ra_b * ra_scale)
+    return out
+
+
+def _leaflets(case: HeartCase, length: np.ndarray, left: np.ndarray, right: np.ndarray, c: np.ndarray,
+              opening: np.ndarray):
+    """Leaflet segments per frame: list of (anchor [T, 2] in (u, v), direction [T, 2], length [T])."""
+    segments = []
+
+    def valve(v_left, v_right, base_u, open_):
+        span = v_right - v_left
+        leaflet = 0.48 * span
+        angle = open_ * 1.25  # radians swung from closed (across the plane) toward the apex
+        for sign, anchor_v in ((1.0, v_left), (-1.0, v_right)):
+            direction = np.stack([0.12 * np.cos(angle) - np.sin(angle), sign * np.cos(angle)], axis=-1)
+            direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+            segments.append((np.stack([base_u, anchor_v], axis=-1), direction, leaflet))
+
+    valve(-left, right, length, opening)
+    if case.view == "A4C":
+        rv_b = 0.2 * case.length_ed * (1.0 - 0.15 * c)
+        rv_v = -(case.half_width_left + case.wall_ed + 0.75 * 0.2 * case.length_ed)
+        half = rv_b * math.sqrt(1 - 0.7 ** 2)
+        valve(rv_v - half, np.minimum(rv_v + half, -left - case.wall_ed), length, opening)
+    return segments
+
+
+def _offset_outward(half_width: np.ndarray, inside: np.ndarray, thickness: np.ndarray, du: float,
+                    steps: int = 12) -> np.ndarray:
+    """Epicardial half-width: the endocardial outline grown by ``thickness`` along its normals.
+
+    ``half_width [T, NB]`` is sampled every ``du`` px along the axis. Growing the outline by a
+    disc (the max over shifts d of ``w(u - d) + sqrt(t^2 - d^2)``) rounds the apical cap the
+    way a wall of constant thickness does; outside the wall the half-width is 0.
+    """
+    w = np.where(inside, half_width, -np.inf)
+    grown = w + thickness
+    reach = float(np.max(thickness))
+    for shift_px in np.linspace(-reach, reach, 2 * steps + 1):
+        k = int(round(shift_px / du))
+        if k == 0:
+            continue
+        shifted = np.full_like(w, -np.inf)
+        if k > 0:
+            shifted[:, k:] = w[:, :-k]
+        else:
+            shifted[:, :k] = w[:, -k:]
+        rise = np.sqrt(np.clip(thickness ** 2 - (k * du) ** 2, 0.0, None))
+        grown = np.maximum(grown, np.where(rise > 0, shifted + rise, -np.inf))
+    return np.where(np.isfinite(grown), np.maximum(grown, 0.0), 0.0)
+
+
+# ============================================================================ the whole video
+def make_video(seed: int, index: int, config: SyntheticConfig | None = None) -> SyntheticVideo:
+    """Video ``index`` of the synthetic dataset made from ``seed`` (the same bytes every time)."""
+    return _render(seed, index, config)[0]
+
+
+def render_stages(seed: int, index: int, config: SyntheticConfig | None = None, frame: int = 0) -> dict:
+    """The image-formation steps of one frame, for teaching: echogenicity, speckle, attenuation, TGC, log."""
+    return _render(seed, index, config, stages_frame=frame)[1]
+
+
+def _check_seed_index(seed, index):
+    for name, value in (("seed", seed), ("index", index)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+
+
+def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame: int | None = None):
+    import cv2
+
+    _check_seed_index(seed, index)
+    config = SyntheticConfig() if config is None else config
+    if not isinstance(config, SyntheticConfig):
+        raise ValueError(f"config must be a SyntheticConfig; got {type(config).__name__}")
+    case, rng = sample_case(seed, index, config)
+    size, n_frames = config.image_size, config.frames
+    quality = QUALITY_LEVELS[case.quality]
+    levels = _Levels()
+
+    # -- cycle and the rendered contour's volumes (labels come from these)
+    times_s = np.arange(n_frames) / case.fps
+    phase = np.mod(case.phase0 + times_s * case.heart_rate_bpm / 60.0, 1.0)
+    c = contraction(phase, case.heart_rate_bpm)
+    all_tracings = lv_tracings(case, c)
+    volumes_px3 = geometry.disc_volume_px3(all_tracings)
+    ed_frame, es_frame = int(np.argmax(volumes_px3)), int(np.argmin(volumes_px3))
+    mm_per_pixel = float((case.target_edv_ml * 1000.0 / volumes_px3[ed_frame]) ** (1.0 / 3.0))
+    volumes_ml = volumes_px3 * mm_per_pixel ** 3 / 1000.0
+    edv, esv = float(volumes_ml[ed_frame]), float(volumes_ml[es_frame])
+
+    scene = _static_scene(case, rng, size, mm_per_pixel, quality)
+    length = lv_length(case, c)  # [T]
+    # per-frame tables of the LV half-widths along the axis: endocardium, epicardium, and at ED (the tissue reference)
+    u_grid = scene.u_grid[None, :]
+    L = length[:, None]
+    left, right = lv_half_widths(case, u_grid, L, c[:, None])
+    left_ref, right_ref = lv_half_widths(case, u_grid * case.length_ed / L, case.length_ed, 0.0)
+    s = u_grid / L
+    left_k, right_k = _wall_factors(case)
+    inside = (s >= 0) & (s <= 1)
+    inside_ref = (u_grid >= 0) & (u_grid <= L)  # the reference table is sampled at the same u/L
+    wall_left = case.wall_ed * (1.0 + case.thickening * c[:, None] * _segment_factor(s, left_k))
+    wall_right = case.wall_ed * (1.0 + case.thickening * c[:, None] * _segment_factor(s, right_k))
+    du = scene.u_grid[1] - scene.u_grid[0]
+    endo_table = np.concatenate([left, right], axis=1).astype(np.float32)
+    epi_table = np.concatenate([_offset_outward(left, inside, wall_left, du),
+                                _offset_outward(right, inside, wall_right, du)], axis=1).astype(np.float32)
+    endo_ref_table = np.concatenate([left_ref, right_ref], axis=1).astype(np.float32)
+    wall_ref = np.full_like(left_ref, case.wall_ed)
+    epi_ref_table = np.concatenate([_offset_outward(left_ref, inside_ref, wall_ref, du),
+                                    _offset_outward(right_ref, inside_ref, wall_ref, du)], axis=1).astype(np.float32)
+    opening = mitral_opening(phase, case.heart_rate_bpm)
+    base_left = case.half_width_left * _profile(1.0, case.widest_at) * (
+        1.0 - case.radial_shortening * c * _segment_factor(1.0, left_k))
+    base_right = case.half_width_right * _profile(1.0, case.widest_at) * (
+        1.0 - case.radial_shortening * c * _segment_factor(1.0, right_k))
+    leaflets = _leaflets(case, length, base_left, base_right, c, opening)
+
+    frames = np.empty((n_frames, size, size), dtype=np.uint8)
+    labels = np.empty((n_frames, size, size), dtype=np.uint8)
+    e, n = _frame_axes(case)
+    pixels = size * size
+    chunk = max(1, 131072 // pixels)
+    u, v, abs_v = scene.u, scene.v, scene.abs_v
+    sign_v = np.where(v >= 0, 1.0, -1.0).astype(np.float32)
+    idx = scene.table_index
+    stages = {}
+    D = np.float32(0.15 * case.length_ed)  # beyond the epicardium, tissue motion fades out over D px
+    for start in range(0, n_frames, chunk):
+        rows = slice(start, min(n_frames, start + chunk))
+        t = rows.stop - rows.start
+        Lt = length[rows, None].astype(np.float32)
+        w_endo = endo_table[rows][:, idx]
+        w_epi = epi_table[rows][:, idx]
+        # signed distances (px, negative inside) to the LV cavity and the LV epicardium
+        d_cavity = np.maximum(np.maximum(abs_v - w_endo, -u), u - Lt)
+        d_cavity = np.where(w_endo > 0, d_cavity, np.maximum(d_cavity, 0.5))
+        d_epi = np.maximum(abs_v - w_epi, u - Lt)
+        chambers = _chambers(case, scene, c, length, rows)
+        cavity, epi = d_cavity <= 0, d_epi <= 0
+        la = (chambers["la"] <= 0) & ~epi
+        labels[rows] = (cavity.astype(np.uint8) + 2 * (epi & ~cavity) + 3 * la).reshape(t, size, size)
+
+        # tissue coordinates: where this pixel's tissue was at end-diastole (the speckle's frame)
+        u_ref = np.where(u < 0, u, np.where(u <= Lt, u * (case.length_ed / Lt), u + (case.length_ed - Lt)))
+        w_ref, e_ref = endo_ref_table[rows][:, idx], epi_ref_table[rows][:, idx]
+        safe_endo = np.maximum(w_endo, 1e-3)
+        a_ref = np.where(abs_v <= w_endo, abs_v * (w_ref / safe_endo),
+                         np.where(abs_v <= w_epi, w_ref + (abs_v - w_endo) * (e_ref - w_ref) / np.maximum(w_epi - w_endo, 1e-3),
+                                  np.where(abs_v <= w_epi + D, e_ref + (abs_v - w_epi) * ((w_epi + D - e_ref) / D), abs_v)))
+        v_ref = sign_v * a_ref
+        map_x = (case.apex[0] + u_ref * e[0] + v_ref * n[0] + scene.margin).astype(np.float32).reshape(t, size, size)
+        map_y = (case.apex[1] + u_ref * e[1] + v_ref * n[1] + scene.margin).astype(np.float32).reshape(t, size, size)
+        sampled = np.stack([cv2.remap(scene.texture, map_x[k], map_y[k], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                            for k in range(t)]).reshape(t, pixels, 2)
+        speckle, texture = sampled[..., 0], sampled[..., 1]
+
+        # echogenicity: background, heart tissue, blood, pericardium, valves
+        heart = _soft(d_epi)
+        blood_other = np.zeros_like(heart)
+        for name, d in chambers.items():
+            wall = 0.03 * case.length_ed if name == "rv" else 0.035 * case.length_ed
+            heart = np.maximum(heart, _soft(d - wall))
+            blood_other = np.maximum(blood_other, _soft(d))
+        blood = np.maximum(_soft(d_cavity), blood_other * (1.0 - _soft(d_epi)))
+        echo = levels.background + (levels.myocardium * quality.contrast - levels.background) * heart
+        echo = echo + (levels.blood - echo) * blood
+        pericardium = np.clip(1.0 - np.abs(d_epi - 1.2), 0.0, 1.0) * scene.pericardium_side
+        echo = np.maximum(echo, levels.pericardium * pericardium)
+        band = scene.valve_band
+        if len(band):
+            bu, bv = u[band][None, :], v[band][None, :]
+            valve = np.zeros((t, len(band)), dtype=np.float32)
+            for anchor, direction, leaflet_len in leaflets:
+                au, av = anchor[rows, 0:1], anchor[rows, 1:2]
+                du_, dv_ = direction[rows, 0:1], direction[rows, 1:2]
+                ru, rv_ = bu - au, bv - av
+                along = np.clip(ru * du_ + rv_ * dv_, 0.0, leaflet_len[rows, None] if np.ndim(leaflet_len) else leaflet_len)
+                dist = np.hypot(ru - along * du_, rv_ - along * dv_)
+                valve = np.maximum(valve, np.clip(1.2 - dist, 0.0, 1.0))
+            echo[:, band] = np.maximum(echo[:, band], levels.valve * valve)
+        echo = echo * texture
+
+        amplitude = echo * speckle * scene.signal_gain + scene.haze
+        amplitude = amplitude + np.abs(rng.standard_normal(amplitude.shape, dtype=np.float32)) * scene.noise_gain
+        gray = (20.0 * np.log10(np.maximum(amplitude, 1e-6)) + case.dynamic_range_db) * (255.0 / case.dynamic_range_db)
+        gray = np.clip(gray, 0.0, 255.0) * scene.sector
+        frames[rows] = (gray + 0.5).astype(np.uint8).reshape(t, size, size)
+
+        if stages_frame is not None and rows.start <= stages_frame < rows.stop:
+            k = stages_frame - rows.start
+            depth_cm = scene.depth_px * mm_per_pixel / 10.0
+            raw_loss = 10.0 ** (-attenuation_db(depth_cm, case.frequency_mhz) / 20.0)
+
+            def img(a):
+                return np.asarray(a[k] if np.ndim(a) == 2 else a, dtype=np.float32).reshape(size, size)
+
+            def to_gray(a):
+                g = (20.0 * np.log10(np.maximum(a, 1e-6)) + case.dynamic_range_db) * (255.0 / case.dynamic_range_db)
+                return np.clip(g, 0, 255) * img(scene.sector)
+
+            stages = {
+                "labels": labels[stages_frame].copy(),
+                "echogenicity": img(echo),
+                "speckle": img(speckle),
+                "echo_x_speckle": img(echo * speckle),
+                "attenuated": img(echo * speckle) * img(raw_loss),
+                "after_tgc": img(echo * speckle * scene.signal_gain),
+                "sector": img(scene.sector),
+                "log_compressed": to_gray(img(echo * speckle * scene.signal_gain)),
+                "final": frames[stages_frame].astype(np.float32),
+                "attenuation_db_at_depth": float(attenuation_db(case.radius * mm_per_pixel / 10.0, case.frequency_mhz)),
+                "frequency_mhz": case.frequency_mhz, "dynamic_range_db": case.dynamic_range_db,
+            }
+
+    tracings = {ed_frame: all_tracings[ed_frame].copy(), es_frame: all_tracings[es_frame].copy()}
+    video = SyntheticVideo(
+        name=video_name(seed, index), frames=frames, fps=case.fps, heart_rate_bpm=round(case.heart_rate_bpm, 2),
+        ef_percent=100.0 * (edv - esv) / edv, edv_ml=edv, esv_ml=esv, ed_frame=ed_frame, es_frame=es_frame,
+        phase=phase, tracings=tracings, labels=labels, wall_motion=case.wall_motion.copy(),
+        quality=case.quality, view=case.view, mm_per_pixel=mm_per_pixel, volumes_ml=volumes_ml,
+        all_tracings=all_tracings, target_ef_percent=case.target_ef_percent, seed=int(seed), index=int(index),
+    )
+    return video, stages
+
+
+# ============================================================================ datasets and speed
+def _make_one(args):
+    seed, index, config = args
+    return make_video(seed, index, config)
+
+
+def make_videos(seed: int, indices: Iterable[int] | int, config: SyntheticConfig | None = None,
+                workers: int = 1) -> list[SyntheticVideo]:
+    """Videos ``indices`` (or ``range(indices)``) of the dataset from ``seed``, optionally in worker processes."""
+    indices = list(range(indices)) if isinstance(indices, (int, np.integer)) else [int(i) for i in indices]
+    jobs = [(seed, i, config) for i in indices]
+    if workers <= 1 or len(jobs) < 2:
+        return [_make_one(job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_make_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+
+
+def benchmark(config: SyntheticConfig | None = None, videos: int = 8, seed: int = 0) -> dict:
+    """Frames per second of :func:`make_video` on one CPU core (OpenCV limited to one thread)."""
+    import cv2
+
+    config = SyntheticConfig(image_size=112, frames=64) if config is None else config
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        make_video(seed, 0, config)  # warm up imports and caches
+        start = time.perf_counter()
+        for i in range(videos):
+            make_video(seed, i, config)
+        elapsed = time.perf_counter() - start
+    finally:
+        cv2.setNumThreads(threads)
+    frames = videos * config.frames
+    return {"image_size": config.image_size, "frames_per_video": config.frames, "videos": videos,
+            "seconds": elapsed, "frames_per_second": frames / elapsed, "seconds_per_video": elapsed / videos}
