@@ -430,3 +430,23 @@ def test_traced_frame_beyond_the_video_is_ignored(fake_set):
     dataset = read_echonet(root)
     assert not next(r for r in dataset.records if r.name == videos[0].name).has_tracings
     assert dataset.problems[echonet.TRACING_BEYOND_VIDEO] == 1
+
+
+def test_filelist_faults_are_counted(fake_set):
+    root, videos = fake_set
+
+    def faults(frame):
+        frame.loc[0, "EF"] = np.nan  # no EF: excluded
+        frame.loc[1, "Split"] = "HOLDOUT"  # unknown split: excluded
+        frame.loc[2, "ESV"] = np.nan  # no volume: kept
+        return pd.concat([frame, frame.iloc[[3]]])  # a duplicate row
+
+    edit_csv(root / "FileList.csv", faults)
+    text = (root / "FileList.csv").read_text()
+    (root / "FileList.csv").write_text("\ufeff" + text, encoding="utf-8")  # a byte-order mark, as Excel writes
+    dataset = read_echonet(root)
+    assert len(dataset) == len(videos) - 2
+    problems = dataset.problems
+    assert (problems[echonet.NO_EF], problems[echonet.UNKNOWN_SPLIT], problems[echonet.NO_VOLUMES],
+            problems[echonet.DUPLICATE_ROWS]) == (1, 1, 1, 1)
+    assert "no EF" not in str(problems) and "duplicate FileName rows in FileList (first kept): 1" in str(problems)

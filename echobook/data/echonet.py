@@ -129,6 +129,7 @@ FILELIST_WITH_AVI = "FileList names ending in .avi (extension dropped)"
 SPLIT_CASE = "Split values not in upper case (upper-cased)"
 UNKNOWN_SPLIT = "FileList rows with a Split other than TRAIN/VAL/TEST (excluded)"
 NO_EF = "FileList rows without a numeric EF (excluded)"
+NO_VOLUMES = "FileList rows without a numeric ESV or EDV (kept; volumes are NaN)"
 DUPLICATE_ROWS = "duplicate FileName rows in FileList (first kept)"
 TRACING_UNKNOWN_FILE = "tracing files absent from FileList (ignored)"
 TRACING_BAD_ROWS = "tracing rows with a missing or non-numeric value (ignored)"
@@ -250,7 +251,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     try:
-        frame = pd.read_csv(path)
+        # names stay text ("0X..." must never become a number); utf-8-sig drops a BOM before the header
+        frame = pd.read_csv(path, dtype={"FileName": str, "Split": str}, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise EchoNetFormatError(f"{path}: cannot be read as CSV ({error})") from error
     frame.columns = [str(column).strip() for column in frame.columns]
@@ -310,6 +312,8 @@ def read_filelist(root: str | Path, problems: Problems | None = None) -> pd.Data
     problems.add(UNKNOWN_SPLIT, int(unknown_split.sum()), table.loc[unknown_split, "name"])
     no_ef = table["ef_percent"].isna()
     problems.add(NO_EF, int(no_ef.sum()), table.loc[no_ef, "name"])
+    no_volumes = table[["esv_ml", "edv_ml"]].isna().any(axis=1) & ~no_ef
+    problems.add(NO_VOLUMES, int(no_volumes.sum()), table.loc[no_volumes, "name"])
     table = table[~unknown_split & ~no_ef]
     duplicate = table["name"].duplicated(keep="first")
     problems.add(DUPLICATE_ROWS, int(duplicate.sum()), table.loc[duplicate, "name"])
