@@ -274,7 +274,13 @@ def common_image_size(dataset: EchoNetDataset) -> int | None:
 def clip_dataloader(dataset: ClipDataset, *, batch_size: int, mean: float, std: float,
                     device: torch.device | str | None = None, seed: int = 0, num_workers: int = 0,
                     pad_pixels: int = CROP_PAD_PIXELS) -> ClipDataLoader:
-    """One fastai loader over a :class:`ClipDataset`; training ones shuffle, drop the last partial batch and augment."""
+    """One fastai loader over a :class:`ClipDataset`; training ones shuffle, drop the last partial batch and augment.
+
+    ``device=None`` means ``auto`` (CUDA, then MPS, then the CPU), as everywhere in the book.
+    """
+    from echobook.config import resolve_device
+
+    device = resolve_device(device if device is not None else "auto")
     loader = ClipDataLoader(
         dataset, bs=batch_size, shuffle=dataset.train, drop_last=dataset.train and len(dataset) > batch_size,
         num_workers=num_workers, device=device,
@@ -308,7 +314,7 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
         clip_dataloader(ClipDataset(valid_store, valid.ef_percent, train=False, **common),
                         batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers),
     ]
-    dls = DataLoaders(*loaders, device=device)
+    dls = DataLoaders(*loaders, device=loaders[0].device)
     dls.normalisation = (mean, std)
     return dls
 
