@@ -173,15 +173,17 @@ class ClipDataset:
             items += [(video, starts[i * per_video:(i + 1) * per_video]) for i in range(self.clips_per_video)]
         return items
 
-    def clip(self, video: int, start: int) -> np.ndarray:
-        """uint8 ``[1, F, H, W]``."""
+    def clips(self, video: int, starts: Sequence[int]) -> np.ndarray:
+        """uint8 ``[len(starts), 1, F, H, W]``, all read in one pass over the video."""
         frames = int(self.store.frame_counts[video])
-        return self.store.frames(video, clip_indices(frames, self.clip_frames, self.clip_stride, start))[None]
+        indices = np.stack([clip_indices(frames, self.clip_frames, self.clip_stride, s) for s in starts])
+        pixels = self.store.frames(video, indices.ravel())
+        return pixels.reshape(len(starts), 1, self.clip_frames, *pixels.shape[1:])
 
     def __getitem__(self, item) -> tuple[torch.Tensor, torch.Tensor]:
         video, starts = self.items[item] if isinstance(item, (int, np.integer)) else item
-        clips = [self.clip(video, start) for start in starts]
-        array = clips[0] if self.clips_per_item == 1 else np.stack(clips)
+        clips = self.clips(video, starts)
+        array = clips[0] if self.clips_per_item == 1 else clips
         return torch.from_numpy(np.ascontiguousarray(array)), torch.tensor(self.ef_percent[video])
 
 
