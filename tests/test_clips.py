@@ -135,7 +135,8 @@ def test_dataloaders_single_clip(fake_root):
 def test_dataloaders_two_clip_mode_and_lazy_reading(fake_root):
     dataset = read_echonet(fake_root)
     dls = clip_dataloaders(dataset.subset("TRAIN"), dataset.subset("VAL"), clip_frames=CLIP_FRAMES,
-                           clip_stride=STRIDE, batch_size=2, two_clips=True, cache=False, device="cpu")
+                           clip_stride=STRIDE, batch_size=2, two_clips=True, cache=False, device="cpu",
+                           num_workers=1)  # a worker process decodes
     assert dls.train.dataset.store.arrays is None  # read lazily from the AVIs
     x, y = dls.train.one_batch()
     assert x.shape == (2, 2, 1, CLIP_FRAMES, SIZE, SIZE) and y.shape == (2,)
@@ -201,6 +202,7 @@ def test_short_and_odd_sized_videos_through_the_loader(tmp_path):
     write_echonet(tmp_path / "e", videos, ["TRAIN"] * 4)
     dataset = read_echonet(tmp_path / "e")
     for cache in (True, False):
-        dls = clip_dataloaders(dataset, dataset, clip_frames=CLIP_FRAMES, clip_stride=STRIDE, batch_size=4, cache=cache)
+        dls = clip_dataloaders(dataset, dataset, clip_frames=CLIP_FRAMES, clip_stride=STRIDE, batch_size=4,
+                               cache=cache, num_workers=0)
         x, _ = dls.valid.one_batch()
         assert x.shape == (4, 1, CLIP_FRAMES, SIZE, SIZE)  # 48 px resized to the common 32, 5 frames looped

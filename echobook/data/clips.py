@@ -18,6 +18,7 @@ model how short the video was, information that has nothing to do with EF.
 """
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Sequence
@@ -266,6 +267,12 @@ def normalisation_stats(store: VideoStore, max_videos: int = STATS_MAX_VIDEOS, s
 
 # --------------------------------------------------------------------------------------------- loaders
 
+def auto_workers() -> int:
+    """Worker processes for decoding lazily read videos: half the cores, at most 8, leaving the
+    rest to the main process (training, and the on-device transform's launches)."""
+    return max(0, min(8, (os.cpu_count() or 1) // 2))
+
+
 def common_image_size(dataset: EchoNetDataset) -> int | None:
     """The most common FrameHeight of a dataset (112 in EchoNet-Dynamic), to which odd-sized videos
     are resized (the release has 6 at 768x1024) so that clips stack into batches; None if unknown."""
@@ -296,11 +303,12 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
                      batch_size: int, two_clips: bool = False, clips_per_video: int = 1, eval_clips: int = 3,
                      image_size: int | None = None, device: torch.device | str | None = None,
                      cache: bool | None = None, stats: tuple[float, float] | None = None,
-                     seed: int = 0, num_workers: int = 0) -> DataLoaders:
+                     seed: int = 0, num_workers: int | None = None) -> DataLoaders:
     """fastai ``DataLoaders`` of EF clips: ``train`` with random starts and shifts, ``valid`` with fixed starts.
 
     ``two_clips`` gives CoReEcho stage 1's ``[B, 2, 1, F, H, W]``; otherwise ``[B, 1, F, H, W]``.
     Videos are resized to ``image_size`` pixels a side (default: :func:`common_image_size`).
+    ``num_workers=None``: none for videos held in memory, :func:`auto_workers` for lazily read ones.
     ``stats`` (mean, std) defaults to :func:`normalisation_stats` of the training videos;
     the result's ``normalisation`` attribute holds it.
     """
@@ -308,6 +316,8 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
     train_store = VideoStore.from_dataset(train, cache=cache, image_size=image_size)
     valid_store = VideoStore.from_dataset(valid, cache=cache, image_size=image_size)
     mean, std = stats if stats is not None else normalisation_stats(train_store, seed=seed)
+    if num_workers is None:
+        num_workers = 0 if train_store.arrays is not None else auto_workers()
     per_item = 2 if two_clips else 1
     common = dict(clip_frames=clip_frames, clip_stride=clip_stride, clips_per_item=per_item, eval_clips=eval_clips)
     loaders = [
@@ -323,7 +333,7 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
 
 def echonet_dataloaders(root: str | Path, preset=None, *, two_clips: bool = False, device=None,
                         clips_per_video: int = 1, cache: bool | None = None, seed: int = 0,
-                        batch_size: int | None = None, num_workers: int = 0) -> DataLoaders:
+                        batch_size: int | None = None, num_workers: int | None = None) -> DataLoaders:
     """TRAIN/VAL loaders of an EchoNet-style folder with a size preset's clip settings.
 
     ``preset``: a :class:`echobook.config.SizePreset`, a size name, or None for ``auto``.
