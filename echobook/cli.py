@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     from echobook.data.commands import add_check_data_parser, add_synth_parser
     add_synth_parser(subparsers)
     add_check_data_parser(subparsers)
+    from echobook.bench import add_bench_parser
+    add_bench_parser(subparsers)
     return parser
 
 

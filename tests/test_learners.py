@@ -297,3 +297,27 @@ def test_coreecho_two_stages_beat_the_mean():
     result = evaluate(stage2, dls.valid)
     assert result["mae"] < 0.85 * _mean_baseline_mae(dls, result), result.metrics
     assert result["pearson_r2"] > 0.3, result.metrics
+
+
+# --------------------------------------------------------------------------------------------- bench
+
+def test_bench_loop_rnc_matches_the_vectorised_loss_and_the_command_is_registered():
+    from echobook.bench import format_table, rnc_loop
+    from echobook.cli import build_parser
+    from echobook.losses import rnc_loss
+
+    torch.manual_seed(0)
+    features, labels = torch.randn(32, 16), torch.randint(20, 80, (32,)).float()  # integer labels: ties
+    torch.testing.assert_close(rnc_loop(features, labels), rnc_loss(features, labels))
+
+    args = build_parser().parse_args(["bench", "--size", "smoke", "--device", "cpu", "--steps", "2"])
+    assert (args.size, args.device, args.steps, args.out) == ("smoke", "cpu", 2, None)
+    table = format_table({
+        "device": "cpu", "device_name": "x86_64", "torch": "2", "cpu_threads": 2, "size": "smoke",
+        "preset": {"encoder": "uniformer_xxs", "batch_size": 8, "clip_frames": 8, "crop_size": 48},
+        "steps": 2, "train_clips_per_s_fp32": 20.0, "train_clips_per_s_bf16": None, "bf16_speedup": None,
+        "rnc_vectorised_ms": 0.5, "rnc_loop_ms": 50.0, "rnc_loop_over_vectorised": 100.0,
+        "rnc_abs_difference": 1e-7, "data_clips_per_s": 1000.0, "data_over_train": 50.0,
+        "notes": ["bfloat16 autocast: CUDA only, not measured"],
+    })
+    assert "20.0 clips/s" in table and "x100.0 slower" in table and "not measured" in table
