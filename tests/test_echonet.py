@@ -450,3 +450,17 @@ def test_filelist_faults_are_counted(fake_set):
     assert (problems[echonet.NO_EF], problems[echonet.UNKNOWN_SPLIT], problems[echonet.NO_VOLUMES],
             problems[echonet.DUPLICATE_ROWS]) == (1, 1, 1, 1)
     assert "no EF" not in str(problems) and "duplicate FileName rows in FileList (first kept): 1" in str(problems)
+
+
+def test_cached_synthetic_set_is_made_once(tmp_path):
+    synthetic = pytest.importorskip("echobook.data.synthetic")
+    from echobook.data.echonet import cached_synthetic_echonet
+
+    config = synthetic.SyntheticConfig(image_size=32, frames=12)
+    first = cached_synthetic_echonet(2, seed=4, config=config, cache_dir=tmp_path)
+    stamp = (first / "FileList.csv").stat().st_mtime_ns
+    assert cached_synthetic_echonet(2, seed=4, config=config, cache_dir=tmp_path) == first
+    assert (first / "FileList.csv").stat().st_mtime_ns == stamp  # reused, not rewritten
+    other = cached_synthetic_echonet(2, seed=5, config=config, cache_dir=tmp_path)
+    assert other != first and len(read_echonet(other)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])  # no partial left

@@ -27,7 +27,11 @@ Missing or unreadable files and missing columns raise an error that names the fi
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -749,3 +753,50 @@ def synth_echonet(out_dir: str | Path, videos: int, seed: int, config=None, *,
             yield from make_videos(seed, indices, config, workers=workers)
 
     return write_echonet(out_dir, generate(), splits, overwrite=True)
+
+
+# --------------------------------------------------------------------------------------------- a reusable synthetic set
+
+CACHE_ENV = "ECHOBOOK_CACHE"
+
+
+def _synthetic_key(videos: int, seed: int, config) -> str:
+    """A digest of everything that decides the bytes: the engine's and this writer's code, the config, count, seed."""
+    from echobook.data import synthetic
+
+    digest = hashlib.sha256()
+    for module_file in (synthetic.__file__, __file__):
+        digest.update(Path(module_file).read_bytes())
+    digest.update(f"{videos}:{seed}:{config!r}".encode())
+    return digest.hexdigest()[:12]
+
+
+def cached_synthetic_echonet(videos: int, seed: int, config=None, *, cache_dir: str | Path | None = None,
+                             workers: int = 1, progress: bool = False) -> Path:
+    """A synthetic EchoNet folder made once and reused: chapters that share a size and seed share it.
+
+    The folder lives in ``cache_dir`` (default ``$ECHOBOOK_CACHE``, else the system's temp folder
+    under ``echobook-cache``) and its name holds a digest of the engine's code, the config, the
+    count and the seed, so a change anywhere makes a fresh one. It is written under a temporary
+    name and renamed when complete, so an interrupted run never leaves a half set to be reused.
+    """
+    from echobook.data.synthetic import SyntheticConfig
+
+    config = SyntheticConfig() if config is None else config
+    base = Path(cache_dir or os.environ.get(CACHE_ENV, "") or Path(tempfile.gettempdir()) / "echobook-cache")
+    final = base / f"echonet-{config.image_size}px-{config.frames}f-{videos}v-seed{seed}-{_synthetic_key(videos, seed, config)}"
+    if (final / FILELIST_NAME).is_file():
+        return final
+    base.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=base))
+    try:
+        synth_echonet(partial, videos, seed, config, overwrite=True, progress=progress, workers=workers)
+        try:
+            partial.rename(final)
+        except OSError:  # another process finished the same set first: theirs is identical
+            if not (final / FILELIST_NAME).is_file():
+                raise
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    return final
