@@ -285,7 +285,7 @@ def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCa
     fps = float(rng.uniform(*config.fps_range))
     if config.frames > 1:  # enough beats in the clip to hold both an ED and an ES
         fps = min(fps, (config.frames - 1) * hr / (60.0 * config.min_cycles))
-    fps = round(fps, 2)
+    fps = float(max(1, math.floor(fps)))  # whole frames per second, as in EchoNet's FileList (floor keeps min_cycles)
     ef = sample_ef_percent(rng, config)
     edv = sample_edv_ml(rng, ef)
     wall_motion = sample_wall_motion(rng, ef, config.wall_motion_probability)
