@@ -13,7 +13,7 @@ from echobook.data.clips import (
     echonet_dataloaders, eval_dataloader, eval_starts, normalisation_stats, random_shift, random_starts,
 )
 from echobook.data.echonet import read_echonet
-from test_echonet import FRAMES, SIZE, write_fake_set
+from test_echonet import SIZE, write_fake_set
 
 CLIP_FRAMES, STRIDE = 6, 2
 
