@@ -150,3 +150,12 @@ def test_bad_seed_or_index():
         S.make_video(0, 1.5, SMALL)
     with pytest.raises(ValueError, match="config"):
         S.make_video(0, 0, {"frames": 3})
+
+
+def test_forcing_quality_keeps_the_heart():
+    """Options that change the picture draw the same random numbers: the same seed and index give the same heart."""
+    base = S.SyntheticConfig(image_size=32, frames=24)
+    hearts = [S.make_video(4, 2, S.SyntheticConfig(image_size=32, frames=24, quality=q)) for q in S.QUALITIES]
+    default = S.make_video(4, 2, base)
+    for video in hearts:
+        assert video.ef_percent == default.ef_percent and np.array_equal(video.labels, default.labels)

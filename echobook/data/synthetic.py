@@ -205,13 +205,18 @@ def rng_for(seed: int, index: int) -> np.random.Generator:
 
 
 def sample_ef_percent(rng: np.random.Generator, config: SyntheticConfig) -> float:
-    """A target EF: fixed, uniform in ``ef_range``, or EchoNet-Dynamic's empirical distribution."""
+    """A target EF: fixed, uniform in ``ef_range``, or EchoNet-Dynamic's empirical distribution.
+
+    Always draws exactly one number, so the EF option does not change the rest of the case.
+    """
+    u = rng.uniform()
     if config.ef_percent is not None:
         return float(config.ef_percent)
     if config.ef_range is not None:
-        return float(rng.uniform(*config.ef_range))
+        low, high = config.ef_range
+        return float(low + u * (high - low))
     ef, cdf = np.array(ECHONET_EF_CDF).T
-    return float(np.interp(rng.uniform(), cdf, ef))  # inverse CDF, piecewise linear
+    return float(np.interp(u, cdf, ef))  # inverse CDF, piecewise linear
 
 
 def sample_edv_ml(rng: np.random.Generator, ef_percent: float) -> float:
@@ -221,17 +226,21 @@ def sample_edv_ml(rng: np.random.Generator, ef_percent: float) -> float:
 
 
 def sample_wall_motion(rng: np.random.Generator, ef_percent: float, probability: float) -> np.ndarray:
-    """Defects in a coronary territory (MI analogue): per segment 0 normal, 1 hypo-, 2 akinetic."""
+    """Defects in a coronary territory (MI analogue): per segment 0 normal, 1 hypo-, 2 akinetic.
+
+    Always draws the same count of numbers, so the outcome does not shift the draws after it.
+    """
+    u_defect, u_territory, u_count, u_start, *u_severity = rng.uniform(size=7)
     wall_motion = np.zeros(6, dtype=np.int64)
     p = min(1.0, probability * (2.0 if ef_percent < 45 else 1.0))
-    if rng.uniform() < p:
+    if u_defect < p:
         # segment indices (SEGMENTS order) of typical territories: LAD (septum + apex), LCx (lateral), RCA (basal septum)
         territories = ((1, 2, 3), (2, 3), (4, 5), (3, 4), (0, 1))
-        territory = territories[rng.integers(len(territories))]
-        count = rng.integers(1, len(territory) + 1)
-        start = rng.integers(0, len(territory) - count + 1)
-        for segment in territory[start:start + count]:
-            wall_motion[segment] = 1 + int(rng.uniform() < 0.4)
+        territory = territories[int(u_territory * len(territories))]
+        count = 1 + int(u_count * len(territory))
+        start = int(u_start * (len(territory) - count + 1))
+        for segment, u in zip(territory[start:start + count], u_severity):
+            wall_motion[segment] = 1 + int(u < 0.4)
     return wall_motion
 
 
@@ -275,12 +284,11 @@ class HeartCase:
 def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCase, np.random.Generator]:
     rng = rng_for(seed, index)
     size = config.image_size
-    view = config.view if config.view != "mixed" else VIEWS[int(rng.uniform() < 0.5)]
-    if config.quality is not None:
-        quality = config.quality
-    else:
-        weights = np.asarray(config.quality_weights, dtype=float)
-        quality = QUALITIES[int(rng.choice(3, p=weights / weights.sum()))]
+    # the same numbers are drawn whatever the options, so forcing a quality or a view keeps the heart
+    u_view, u_quality = rng.uniform(size=2)
+    view = config.view if config.view != "mixed" else VIEWS[int(u_view < 0.5)]
+    weights = np.cumsum(config.quality_weights) / np.sum(config.quality_weights)
+    quality = config.quality or QUALITIES[min(int(np.searchsorted(weights, u_quality, side="right")), 2)]
     hr = float(rng.uniform(*config.hr_range))
     fps = float(rng.uniform(*config.fps_range))
     if config.frames > 1:  # enough beats in the clip to hold both an ED and an ES
@@ -289,9 +297,8 @@ def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCa
     ef = sample_ef_percent(rng, config)
     edv = sample_edv_ml(rng, ef)
     wall_motion = sample_wall_motion(rng, ef, config.wall_motion_probability)
-    factor = np.ones(6)
-    factor[wall_motion == 1] = rng.uniform(0.3, 0.6, size=int(np.sum(wall_motion == 1)))
-    factor[wall_motion == 2] = rng.uniform(0.0, 0.1, size=int(np.sum(wall_motion == 2)))
+    hypokinetic, akinetic = rng.uniform(0.3, 0.6, size=6), rng.uniform(0.0, 0.1, size=6)
+    factor = np.select([wall_motion == 1, wall_motion == 2], [hypokinetic, akinetic], 1.0)
 
     impairment = float(np.clip((50.0 - ef) / 30.0, 0.0, 1.0))  # 0 healthy .. 1 severely reduced
     length = size * rng.uniform(0.44, 0.52)
