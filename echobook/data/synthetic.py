@@ -12,7 +12,8 @@ How one video is made (each step is a function below, and chapter 1 shows each o
 2. **Cycle.** A contraction curve ``c(phase)`` in [0, 1]: 0 at end-diastole (phase 0),
    a half-cosine ejection over the ejection time (``LVET = 379 - 1.8 HR`` ms, clipped to
    0.28-0.38 of the cycle), a flat isovolumic relaxation, rapid filling, diastasis and the
-   atrial kick.
+   atrial kick. The heart rate swings by up to 5 % with breathing (sinus arrhythmia), so
+   beats are not exact copies.
 3. **Anatomy.** The LV endocardium is a truncated prolate shape along a tilted long axis
    (apex fixed near the transducer, mitral plane descending toward the apex in systole);
    each wall (image-left: septum in A4C, image-right: lateral wall) shortens radially by
@@ -157,7 +158,7 @@ class SyntheticVideo:
     name: str  # EchoNet-like file stem, "0X" + 16 hex digits
     frames: np.ndarray  # uint8 [T, H, W] gray
     fps: float
-    heart_rate_bpm: float
+    heart_rate_bpm: float  # the mean rate; it swings by up to 5 % with breathing
     ef_percent: float  # from the rendered contour's disc volumes at ed_frame and es_frame
     edv_ml: float
     esv_ml: float
@@ -278,7 +279,10 @@ class HeartCase:
     frequency_mhz: float = 2.5
     tgc_error_db: float = 0.0
     tgc_wiggle_db: float = 0.0
-    rng_state: dict = field(default_factory=dict, repr=False)
+    # respiratory sinus arrhythmia: the heart rate swings by +-hr_variation over a breath
+    hr_variation: float = 0.0
+    breath_s: float = 4.0
+    breath_phase: float = 0.0
 
 
 def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCase, np.random.Generator]:
@@ -325,6 +329,7 @@ def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCa
         frequency_mhz=rng.uniform(2.0, 3.5),
         tgc_error_db=QUALITY_LEVELS[quality].tgc_error_db * rng.uniform(0.5, 1.0),
         tgc_wiggle_db=rng.uniform(-1.5, 1.5),
+        hr_variation=rng.uniform(0.0, 0.05), breath_s=rng.uniform(3.0, 5.0), breath_phase=rng.uniform(0, 2 * np.pi),
     )
     case.radial_shortening = solve_radial_shortening(case)
     return case, rng
@@ -360,6 +365,14 @@ def contraction(phase, heart_rate_bpm: float = 75.0) -> np.ndarray:
     c = np.where(p >= rapid_end, 0.25 - 0.07 * (p - rapid_end) / (kick_start - rapid_end), c)
     c = np.where(p >= kick_start, 0.18 * (1.0 - ramp((p - kick_start) / (1.0 - kick_start))), c)
     return c
+
+
+def cardiac_phase(case: HeartCase, times_s: np.ndarray) -> np.ndarray:
+    """Phase in [0, 1) (0 = end-diastole) at ``times_s``: the integral of a heart rate that swings with breathing."""
+    t = np.asarray(times_s, dtype=np.float64)
+    omega = 2 * np.pi / case.breath_s
+    swing = case.hr_variation / omega * (np.cos(case.breath_phase) - np.cos(omega * t + case.breath_phase))
+    return np.mod(case.phase0 + case.heart_rate_bpm / 60.0 * (t + swing), 1.0)
 
 
 def mitral_opening(phase, heart_rate_bpm: float = 75.0) -> np.ndarray:
@@ -708,8 +721,7 @@ def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame:
     levels = _Levels()
 
     # -- cycle and the rendered contour's volumes (labels come from these)
-    times_s = np.arange(n_frames) / case.fps
-    phase = np.mod(case.phase0 + times_s * case.heart_rate_bpm / 60.0, 1.0)
+    phase = cardiac_phase(case, np.arange(n_frames) / case.fps)
     c = contraction(phase, case.heart_rate_bpm)
     all_tracings = lv_tracings(case, c)
     volumes_px3 = geometry.disc_volume_px3(all_tracings)
