@@ -231,26 +231,31 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> dict:
 
 
 def fit_resumable(learn: Learner, n_epoch: int, folder: str | os.PathLike, lr: float | None = None,
-                  monitor: str = "mae", cbs=None) -> Learner:
+                  monitor: str = "mae", cbs=None, load_best: bool = False) -> Learner:
     """``learn.fit(n_epoch)`` with checkpoints in ``folder``, continuing from ``last.pth`` if one is there.
 
     A resumed fit restores the model, the optimiser state and the best value so far, and skips the
     finished epochs (fastai's ``start_epoch``), so schedules see the same positions as an
-    uninterrupted run. A finished fit called again trains no more.
+    uninterrupted run. A finished fit called again trains no more. ``load_best`` leaves the best
+    checkpoint's weights in the model at the end (CoReEcho evaluates that one).
     """
     checkpoint_cb = CheckpointCallback(folder, monitor=monitor)
     last = Path(folder) / LAST_FILE
     start_epoch = 0
     if last.is_file():
+        # the model must sit on its training device before the optimiser is built and its state loaded:
+        # torch puts loaded optimiser state on the parameters' device of that moment
+        learn.model.to(loader_device(learn.dls))
         checkpoint = load_checkpoint(learn.model, last)
         learn.create_opt()
         learn.opt.load_state_dict(checkpoint["opt"])
         checkpoint_cb.best = checkpoint["best"]
         start_epoch = int(checkpoint["epoch"]) + 1
-    if start_epoch >= n_epoch:
-        return learn
-    # fit(reset_opt=False) keeps the optimiser just restored
-    learn.fit(n_epoch, lr, cbs=[checkpoint_cb, *(cbs or [])], start_epoch=start_epoch)
+    if start_epoch < n_epoch:
+        # fit(reset_opt=False) keeps the optimiser just restored
+        learn.fit(n_epoch, lr, cbs=[checkpoint_cb, *(cbs or [])], start_epoch=start_epoch)
+    if load_best and (Path(folder) / BEST_FILE).is_file():
+        load_checkpoint(learn.model, Path(folder) / BEST_FILE)
     return learn
 
 
@@ -270,7 +275,8 @@ class CancelAfterEpoch(Callback):
 # --------------------------------------------------------------------------------------------- learners
 
 def loader_device(dls) -> torch.device:
-    """Where the batches go: the DataLoaders' device, or fastai's default when it has none."""
+    """Where the batches go: the DataLoaders' device, or the CPU when it has none (fastai then
+    moves neither batches nor model: pass ``device=`` to the loaders to train on a GPU)."""
     device = getattr(dls, "device", None)
     return torch.device(device) if device is not None else torch.device("cpu")
 

@@ -25,6 +25,16 @@ CLIP_FRAMES, CLIP_STRIDE, VIDEO_FRAMES, SIDE = 8, 1, 12, 32
 GRAY_MEAN, GRAY_STD = 150.0, 50.0  # about the mean and spread of the videos below
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine two threads
+    per process can be ten times slower than one (they wait for each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def brightness_videos(count: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
     """uint8 videos whose mean gray level is 40 + 2.5 * EF, plus speckle-like noise."""
     rng = np.random.default_rng(seed)
@@ -64,12 +74,14 @@ class EpochCounter(Callback):
 # --------------------------------------------------------------------------------------------- stage 1
 
 def test_stage1_output_survives_fastai_tuple_rebuilds():
-    from fastai.torch_core import to_detach
+    from fastai.torch_core import to_detach, to_float
 
-    out = Stage1Output(torch.zeros(4, 3, requires_grad=True), torch.ones(4))
+    out = Stage1Output(torch.zeros(4, 3, requires_grad=True), torch.ones(4, dtype=torch.bfloat16))
     detached = to_detach(out)
     assert isinstance(detached, Stage1Output) and not detached.embeddings.requires_grad
     assert detached.ef_percent.tolist() == [1.0] * 4
+    as_float = to_float(out)  # what fastai's bfloat16 MixedPrecision does to every prediction
+    assert isinstance(as_float, Stage1Output) and as_float.ef_percent.dtype == torch.float32
 
 
 def test_stage1_stop_gradient():
@@ -270,8 +282,11 @@ def test_resume_after_interruption_ends_at_the_same_epoch(tmp_path):
     assert torch.load(tmp_path / BEST_FILE)["epoch"] in (0, 1, 2)
 
     with second.no_bar(), second.no_logging():  # finished: calling again trains nothing
-        fit_resumable(second, 3, tmp_path, cbs=[counter])
+        fit_resumable(second, 3, tmp_path, cbs=[counter], load_best=True)
     assert torch.load(tmp_path / LAST_FILE)["epoch"] == 2
+    best = torch.load(tmp_path / BEST_FILE)["model"]
+    for key, value in second.model.state_dict().items():
+        torch.testing.assert_close(value, best[key], rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------------------------- learning
