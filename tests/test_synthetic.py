@@ -55,8 +55,10 @@ def test_labels_agree_with_tracings_and_pixels():
         # the EF label is exactly the disc method on the stored tracings
         assert G.ejection_fraction_percent(ed, es) == pytest.approx(video.ef_percent, abs=1e-9)
         assert G.disc_volume_ml(ed, video.mm_per_pixel) == pytest.approx(video.edv_ml, rel=1e-9)
-        assert video.volumes_ml[video.ed_frame] == pytest.approx(video.volumes_ml.max())
-        assert video.volumes_ml[video.es_frame] == pytest.approx(video.volumes_ml.min())
+        # ED and ES of one beat: ES follows ED by about the ejection time; other beats differ a little
+        assert 0 < video.es_frame - video.ed_frame < 0.5 * video.fps * 60 / video.heart_rate_bpm
+        assert video.volumes_ml[video.ed_frame] == pytest.approx(video.volumes_ml.max(), rel=0.03)
+        assert video.volumes_ml[video.es_frame] == pytest.approx(video.volumes_ml.min(), rel=0.05)
         # ... and close to the disc method on the LV-cavity label map (what a segmentation model sees)
         from_labels = G.ejection_fraction_percent(G.mask_to_tracing(video.labels[video.ed_frame] == 1),
                                                   G.mask_to_tracing(video.labels[video.es_frame] == 1))

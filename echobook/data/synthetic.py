@@ -22,9 +22,9 @@ How one video is made (each step is a function below, and chapter 1 shows each o
    septa, mitral and tricuspid leaflets and the pericardium are built around it.
 4. **Labels from the rendered contour.** Every frame's LV contour is traced the EchoNet way
    (long axis + 20 chords); its single-plane disc volume is the volume curve; the pixel
-   spacing is chosen so the largest volume equals the drawn EDV; ED/ES are the frames of
-   largest/smallest volume and EF comes from them. The label maps rasterise the same
-   contour, so labels agree with the pixels.
+   spacing is chosen so the ED volume equals the drawn EDV; ED/ES are the frames of largest
+   and smallest volume within one beat (ES after ED) and EF comes from them. The label maps
+   rasterise the same contour, so labels agree with the pixels.
 5. **Image formation.** Amplitude echogenicity x a speckle texture (a complex Gaussian
    field blurred by an anisotropic PSF on the polar beam grid, so grains widen with depth)
    that is *fixed in tissue coordinates* and warped by the motion, so speckle moves with
@@ -106,7 +106,7 @@ class SyntheticConfig:
     image_size: int = 112  # pixels per side (EchoNet-Dynamic: 112)
     frames: int = 176  # frames per video (the full preset; EchoNet's median is 171)
     fps_range: tuple[float, float] = (30.0, 60.0)  # EchoNet: 79 % at 50 fps, 1-99 %: 33-76
-    min_cycles: float = 1.25  # lower the fps if needed so a video holds this many beats (an ED and an ES)
+    min_cycles: float = 1.6  # lower the fps if needed so a video holds this many beats (>= 1.52: a whole ED-to-ES)
     hr_range: tuple[float, float] = (50.0, 110.0)  # heart rate, beats per minute
     ef_range: tuple[float, float] | None = None  # uniform EF in percent instead of EchoNet's distribution
     ef_percent: float | None = None  # a fixed target EF in percent
@@ -367,12 +367,32 @@ def contraction(phase, heart_rate_bpm: float = 75.0) -> np.ndarray:
     return c
 
 
-def cardiac_phase(case: HeartCase, times_s: np.ndarray) -> np.ndarray:
-    """Phase in [0, 1) (0 = end-diastole) at ``times_s``: the integral of a heart rate that swings with breathing."""
+def cardiac_phase(case: HeartCase, times_s: np.ndarray, unwrapped: bool = False) -> np.ndarray:
+    """Phase in [0, 1) (0 = end-diastole) at ``times_s``: the integral of a heart rate that swings with breathing.
+
+    ``unwrapped=True`` counts beats instead (phase 2.3 = 30 % into the third beat).
+    """
     t = np.asarray(times_s, dtype=np.float64)
     omega = 2 * np.pi / case.breath_s
     swing = case.hr_variation / omega * (np.cos(case.breath_phase) - np.cos(omega * t + case.breath_phase))
-    return np.mod(case.phase0 + case.heart_rate_bpm / 60.0 * (t + swing), 1.0)
+    beats = case.phase0 + case.heart_rate_bpm / 60.0 * (t + swing)
+    return beats if unwrapped else np.mod(beats, 1.0)
+
+
+def choose_ed_es(beats: np.ndarray, volumes: np.ndarray) -> tuple[int, int]:
+    """ED and ES frames of one beat: the largest and smallest volume of the first beat the video holds whole.
+
+    ``beats`` is the unwrapped phase of every frame. Beat k's ED lies at phase k and its ES at
+    the end of ejection (at most 0.38 of a beat later), so the window [k - 0.1, k + 0.42) must be
+    inside the video: any video of 1.52 beats or more holds one. A shorter video falls back to
+    the largest and smallest volume overall (possibly of different beats).
+    """
+    first, last = beats[0], beats[-1]
+    for k in range(int(np.ceil(first + 0.1)), int(np.floor(last - 0.42)) + 1):
+        window = np.flatnonzero((beats >= k - 0.1) & (beats < k + 0.42))
+        if len(window) >= 2:
+            return int(window[np.argmax(volumes[window])]), int(window[np.argmin(volumes[window])])
+    return int(np.argmax(volumes)), int(np.argmin(volumes))
 
 
 def mitral_opening(phase, heart_rate_bpm: float = 75.0) -> np.ndarray:
@@ -721,11 +741,12 @@ def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame:
     levels = _Levels()
 
     # -- cycle and the rendered contour's volumes (labels come from these)
-    phase = cardiac_phase(case, np.arange(n_frames) / case.fps)
+    beats = cardiac_phase(case, np.arange(n_frames) / case.fps, unwrapped=True)
+    phase = np.mod(beats, 1.0)
     c = contraction(phase, case.heart_rate_bpm)
     all_tracings = lv_tracings(case, c)
     volumes_px3 = geometry.disc_volume_px3(all_tracings)
-    ed_frame, es_frame = int(np.argmax(volumes_px3)), int(np.argmin(volumes_px3))
+    ed_frame, es_frame = choose_ed_es(beats, volumes_px3)
     mm_per_pixel = float((case.target_edv_ml * 1000.0 / volumes_px3[ed_frame]) ** (1.0 / 3.0))
     volumes_ml = volumes_px3 * mm_per_pixel ** 3 / 1000.0
     edv, esv = float(volumes_ml[ed_frame]), float(volumes_ml[es_frame])
