@@ -39,8 +39,8 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
@@ -560,7 +560,7 @@ class _Scene:
     valve_band: np.ndarray  # indices of pixels near the AV planes
 
 
-def _static_scene(case: HeartCase, rng: np.random.Generator, size: int, mm_per_pixel: float,
+def _static_scene(case: HeartCase, rng: np.random.Generator, size: int,
                   quality: QualityLevel) -> _Scene:
     coords = np.arange(size, dtype=np.float64)
     xx, yy = np.meshgrid(coords, coords)
@@ -751,7 +751,7 @@ def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame:
     volumes_ml = volumes_px3 * mm_per_pixel ** 3 / 1000.0
     edv, esv = float(volumes_ml[ed_frame]), float(volumes_ml[es_frame])
 
-    scene = _static_scene(case, rng, size, mm_per_pixel, quality)
+    scene = _static_scene(case, rng, size, quality)
     length = lv_length(case, c)  # [T]
     # per-frame tables of the LV half-widths along the axis: endocardium, epicardium, and at ED (the tissue reference)
     u_grid = scene.u_grid[None, :]
