@@ -161,3 +161,10 @@ def test_forcing_quality_keeps_the_heart():
     default = S.make_video(4, 2, base)
     for video in hearts:
         assert video.ef_percent == default.ef_percent and np.array_equal(video.labels, default.labels)
+
+
+def test_worker_processes_give_the_same_bytes():
+    config = S.SyntheticConfig(image_size=16, frames=8)
+    alone = S.make_videos(9, [0, 1, 2], config)
+    pooled = S.make_videos(9, 3, config, workers=2)
+    assert [v.frames.tobytes() for v in alone] == [v.frames.tobytes() for v in pooled]
