@@ -783,7 +783,7 @@ def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame:
     labels = np.empty((n_frames, size, size), dtype=np.uint8)
     e, n = _frame_axes(case)
     pixels = size * size
-    chunk = max(1, 131072 // pixels)
+    chunk = max(1, 65536 // pixels)  # frames per step: about 256 kB per float32 array keeps them in cache
     u, v, abs_v = scene.u, scene.v, scene.abs_v
     sign_v = np.where(v >= 0, 1.0, -1.0).astype(np.float32)
     idx = scene.table_index
