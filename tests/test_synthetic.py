@@ -168,3 +168,14 @@ def test_worker_processes_give_the_same_bytes():
     alone = S.make_videos(9, [0, 1, 2], config)
     pooled = S.make_videos(9, 3, config, workers=2)
     assert [v.frames.tobytes() for v in alone] == [v.frames.tobytes() for v in pooled]
+
+
+def test_dataset_makes_videos_on_demand():
+    config = S.SyntheticConfig(image_size=16, frames=8)
+    dataset = S.SyntheticDataset(3, 5, config)
+    assert len(dataset) == 5
+    assert dataset[-1].frames.tobytes() == S.make_video(3, 4, config).frames.tobytes()
+    with pytest.raises(IndexError):
+        dataset[5]
+    with pytest.raises(ValueError, match="videos"):
+        S.SyntheticDataset(0, -1)

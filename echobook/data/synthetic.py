@@ -906,6 +906,34 @@ def make_videos(seed: int, indices: Iterable[int] | int, config: SyntheticConfig
         return list(pool.map(_make_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
 
 
+class SyntheticDataset:
+    """``videos`` synthetic videos made on demand: ``dataset[i]`` is ``make_video(seed, i, config)``.
+
+    Nothing is stored, so a set of any size costs no disk; it has ``__len__`` and ``__getitem__``
+    and so works as a map-style ``torch.utils.data.Dataset`` (each worker makes its own videos).
+    """
+
+    def __init__(self, seed: int, videos: int, config: SyntheticConfig | None = None):
+        _check_seed_index(seed, 0)
+        if not isinstance(videos, (int, np.integer)) or videos < 0:
+            raise ValueError(f"videos must be a non-negative integer; got {videos!r}")
+        self.seed, self.videos = int(seed), int(videos)
+        self.config = SyntheticConfig() if config is None else config
+
+    def __len__(self) -> int:
+        return self.videos
+
+    def __getitem__(self, index: int) -> SyntheticVideo:
+        if isinstance(index, (int, np.integer)) and -self.videos <= index < 0:
+            index += self.videos
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < self.videos:
+            raise IndexError(f"index {index!r} out of range for {self.videos} videos")
+        return make_video(self.seed, int(index), self.config)
+
+    def __repr__(self) -> str:
+        return f"SyntheticDataset(seed={self.seed}, videos={self.videos}, config={self.config})"
+
+
 def benchmark(config: SyntheticConfig | None = None, videos: int = 8, seed: int = 0) -> dict:
     """Frames per second of :func:`make_video` on one CPU core (OpenCV limited to one thread)."""
     import cv2
