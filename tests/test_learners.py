@@ -296,22 +296,25 @@ def _mean_baseline_mae(dls, result) -> float:
 
 
 def test_l1_learner_beats_the_mean():
+    # Batches of 8, not 4, and the recipe's lr drop at 60%: without them the predictions correlate
+    # well but are often miscalibrated at eval time, BatchNorm's running statistics lagging weights
+    # that move fast. With both, MAE / baseline stayed at most 0.60 over 8 seeds.
     torch.manual_seed(1)
-    dls = tiny_dls(train_videos=32, valid_videos=16)
-    learn = quiet_fit(l1_learner(dls, "uniformer_xxs", lr=3e-3, lr_drop_at=None), 8)
+    dls = tiny_dls(train_videos=64, valid_videos=16, batch_size=8)
+    learn = quiet_fit(l1_learner(dls, "uniformer_xxs", lr=3e-3), 8)
     result = evaluate(learn, dls.valid)
     assert result["mae"] < 0.85 * _mean_baseline_mae(dls, result), result.metrics
 
 
 def test_coreecho_two_stages_beat_the_mean():
-    torch.manual_seed(1)
-    stage1 = quiet_fit(coreecho_stage1_learner(tiny_dls(two_clips=True, train_videos=32, valid_videos=16),
-                                               "uniformer_xxs", lr=3e-3), 8)
-    dls = tiny_dls(train_videos=32, valid_videos=16)
+    torch.manual_seed(1)  # seeds 0-5: MAE / baseline at most 0.29
+    two_clip_dls = tiny_dls(two_clips=True, train_videos=64, valid_videos=16, batch_size=8)
+    stage1 = quiet_fit(coreecho_stage1_learner(two_clip_dls, "uniformer_xxs", lr=3e-3), 8)
+    dls = tiny_dls(train_videos=64, valid_videos=16, batch_size=8)
     stage2 = quiet_fit(coreecho_stage2_learner(stage1.model, dls, lr=3e-3), 4)
     result = evaluate(stage2, dls.valid)
     assert result["mae"] < 0.85 * _mean_baseline_mae(dls, result), result.metrics
-    assert result["pearson_r2"] > 0.3, result.metrics
+    assert result["pearson_r2"] > 0.5, result.metrics
 
 
 # --------------------------------------------------------------------------------------------- bench
