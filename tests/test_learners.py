@@ -151,6 +151,17 @@ def test_stage1_optimiser_and_step_decay():
     assert step_schedule(1.0)(15 / 25) == pytest.approx(0.1) and step_schedule(1.0)(14.99 / 25) == 1.0
 
 
+def test_l1_learner_builds_the_uniformer_and_the_r2plus1d_baselines():
+    dls = tiny_dls()
+    mean_ef_percent = float(dls.train.dataset.ef_percent.mean())
+    clips, _ = dls.one_batch()
+    for name in ("uniformer_xxs", "r2plus1d_18"):
+        learn = l1_learner(dls, name)
+        assert learn.model.eval()(clips[:2]).shape == (2,)
+        last_bias = [p for n, p in learn.model.named_parameters() if n.endswith("bias")][-1]
+        assert float(last_bias.detach()) == pytest.approx(mean_ef_percent)  # the head starts at the training mean
+
+
 # --------------------------------------------------------------------------------------------- stage 2
 
 def test_stage2_freezes_encoder_weights_and_batchnorm_statistics():
@@ -339,3 +350,12 @@ def test_bench_loop_rnc_matches_the_vectorised_loss_and_the_command_is_registere
         "notes": ["bfloat16 autocast: CUDA only, not measured"],
     })
     assert "20.0 clips/s" in table and "x100.0 slower" in table and "not measured" in table
+
+
+def test_bench_scales_a_cpu_run_down_to_the_small_preset_and_says_so():
+    from echobook.bench import bench_preset
+
+    preset, note = bench_preset("full", torch.device("cpu"))
+    assert preset.name == "small" and "small preset" in note
+    preset, note = bench_preset("smoke", torch.device("cpu"))
+    assert preset.name == "smoke" and note == ""
