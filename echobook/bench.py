@@ -180,7 +180,8 @@ def run_bench(size: str = "auto", device: str = "auto", steps: int = 5) -> dict:
              if n]
     return {
         "device": str(chosen),
-        "device_name": torch.cuda.get_device_name(chosen) if chosen.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": (torch.cuda.get_device_name(chosen) if chosen.type == "cuda"
+                        else platform.processor() or platform.machine()),
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "size": preset.name,

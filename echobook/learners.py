@@ -318,7 +318,8 @@ def l1_learner(dls, model: str | nn.Module = "uniformer_s", *, lr: float = COREE
                     cbs=[*schedule, *(cbs or [])], bf16=bf16, path=path)
 
 
-def coreecho_stage1_learner(dls_two_clips, encoder: str | nn.Module = "uniformer_s", *, model: CoReEchoModel | None = None,
+def coreecho_stage1_learner(dls_two_clips, encoder: str | nn.Module = "uniformer_s", *,
+                            model: CoReEchoModel | None = None,
                             lr: float = COREECHO_LR, weight_decay: float = COREECHO_WEIGHT_DECAY,
                             lr_drop_at: float = COREECHO_LR_DROP_AT, temperature: float = COREECHO_TEMPERATURE,
                             metrics=None, cbs=None, bf16: bool | None = None, path=None,

@@ -5,8 +5,6 @@ The videos' brightness encodes their EF, so a model that learns anything beats t
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
