@@ -286,6 +286,7 @@ def test_resume_after_interruption_ends_at_the_same_epoch(tmp_path):
     with second.no_bar(), second.no_logging():
         fit_resumable(second, 3, tmp_path, cbs=[counter])
     assert counter.trained == [1, 2]
+    assert second.opt.hypers[0]["lr"] == pytest.approx(1e-4)  # the schedule resumed too: dropped x0.1 in epoch 2
     assert torch.load(tmp_path / LAST_FILE)["epoch"] == 2
     assert second.opt.opt.state_dict()["state"][0]["step"] > last["opt"]["state"][0]["step"]
     assert torch.load(tmp_path / BEST_FILE)["epoch"] in (0, 1, 2)
