@@ -3,7 +3,7 @@
 The book is built from the notebooks that tests/test_chapters.py already executed
 (no chapter runs twice), then every page is opened in headless Chromium with the
 network cut off: a page must not be blank, every plotly figure must have drawn,
-and saved widget states must have rendered, all from scripts the book serves itself.
+saved widget states and equations must have rendered, all from scripts the book serves itself.
 """
 from __future__ import annotations
 
@@ -123,6 +123,8 @@ def test_every_page_renders_offline_with_its_figures_and_widgets(chromium, html_
         figures = soup.select("div.plotly-graph-div")
         undrawn = [f.get("id") for f in figures if f.select_one("svg.main-svg") is None]
         assert not undrawn, f"{name}: plotly figures did not draw offline: {undrawn}"
+        if soup.select(".math"):
+            assert soup.select("mjx-container"), f"{name}: equations did not render offline (MathJax)"
         saved_views = soup.select('script[type="application/vnd.jupyter.widget-view+json"]')
         if saved_views:
             assert soup.select(".widget-output, .jupyter-widgets, [class*='widget-']"), \
