@@ -98,3 +98,93 @@ def test_umap_projection_keeps_a_line_ordered():
     assert emb.knn_ef_mae(projection, ef_percent) < 4  # ... so neighbours share their EF
     # a 1-D UMAP with 5 neighbours may tear a curve into pieces; with more it keeps the order
     assert emb.spearman_abs_rho(emb.leading_coordinate(points, "umap", n_neighbors=15), ef_percent) > 0.9
+
+
+# --------------------------------------------------------------------------------------------- Grad-CAM
+
+from echobook.interpret import gradcam as gc  # noqa: E402
+
+
+class TinyConv3dRegressor(nn.Module):
+    """Two stride-1 3-D convs (so the CAM needs no upsampling), a mean over T, H, W, one output."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 3, 3, padding=1))
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, clips):
+        return self.fc(self.features(clips).mean(dim=(2, 3, 4))).squeeze(-1)  # [B], like the EF heads
+
+
+def hand_gradcam(model: TinyConv3dRegressor, clips: torch.Tensor, sign: float) -> np.ndarray:
+    """Grad-CAM written out: channel weights = mean gradient over T, H, W -> ReLU(weighted sum) -> min-max."""
+    activations = model.features(clips)
+    gradients, = torch.autograd.grad((sign * model.fc(activations.mean(dim=(2, 3, 4)))).sum(), activations)
+    weights = gradients.mean(dim=(2, 3, 4), keepdim=True)
+    cam = torch.relu((weights * activations).sum(dim=1)).detach().numpy()
+    low = cam.min(axis=(1, 2, 3), keepdims=True)
+    return (cam - low) / (1e-7 + cam.max(axis=(1, 2, 3), keepdims=True) - low)
+
+
+@pytest.mark.parametrize("direction, sign", [("raises", 1.0), ("lowers", -1.0)])
+def test_gradcam_agrees_with_a_hand_computation(direction, sign):
+    torch.manual_seed(0)
+    model, clips = TinyConv3dRegressor(), torch.randn(2, 1, 4, 6, 6)
+    result = gc.video_gradcam(model, clips, target_layer=model.features[-1], direction=direction)
+    expected = hand_gradcam(model, clips, sign)
+    assert expected.max() > 0.99  # a map with content, not all zeros
+    np.testing.assert_allclose(result.maps, expected, atol=1e-4)
+    np.testing.assert_allclose(result.ef_percent, model(clips).detach().numpy(), rtol=1e-5)
+
+
+def test_gradcam_on_uniformer_stages_gives_frame_maps_at_input_size():
+    from echobook.models import create_model
+
+    torch.manual_seed(0)
+    model, clips = create_model("uniformer_xxs"), torch.randn(2, 1, 8, 32, 32)
+    ef_model = nn.Sequential(model, nn.Linear(model.embed_dim, 1))  # any [B, 1] regressor
+    ef_model.train()
+    for stage in (1, 2, 4):
+        maps, ef_percent = gc.video_gradcam(ef_model, clips, stage=stage, batch_size=1)
+        assert maps.shape == (2, 8, 32, 32) and ef_percent.shape == (2,)
+        assert maps.min() >= 0 and maps.max() <= 1
+    assert ef_model.training, "the model's mode is restored"
+    assert all(p.grad is None for p in ef_model.parameters()), "no gradients left behind"
+    assert set(gc.uniformer_stage_layers(ef_model)) == {"stage 1", "stage 2", "stage 3", "stage 4"}
+    with pytest.raises(ValueError, match="stage"):
+        gc.uniformer_target_layer(model, stage=5)
+
+
+def test_gradcam_works_through_a_frozen_coreecho_model():
+    model = tiny_coreecho_model()
+    model.encoder.requires_grad_(False)  # MLP probing: nothing upstream of the head needs a gradient
+    maps, _ = gc.video_gradcam(model, torch.randn(2, 1, 8, 32, 32), stage=2)
+    assert maps.shape == (2, 8, 32, 32) and maps.max() > 0
+
+
+def test_ef_output_wrapper_gives_one_column():
+    assert gc.EFOutput(TinyConv3dRegressor())(torch.randn(3, 1, 2, 4, 4)).shape == (3, 1)
+    with pytest.raises(ValueError, match="direction"):
+        gc.ef_targets(2, "sideways")
+
+
+def test_focus_scores_on_hand_made_masks():
+    labels = np.zeros((2, 4, 4), dtype=np.uint8)
+    labels[:, :2, :2] = gc.LV_CAVITY  # 8 of 32 pixels
+    labels[:, :2, 2:] = gc.LV_MYOCARDIUM  # 8 more
+    inside = (labels == gc.LV_CAVITY).astype(float)
+    outside = (labels == 0).astype(float)
+    cams = np.stack([inside, outside, np.ones_like(inside), np.zeros_like(inside)])
+    scores = gc.focus_scores(cams, labels)
+    np.testing.assert_allclose(scores["lv_cavity"][:3], [1.0, 0.0, 0.25])
+    np.testing.assert_allclose(scores["lv_cavity_and_myocardium"][:3], [1.0, 0.0, 0.5])
+    assert np.isnan(scores["lv_cavity"][3])  # no energy: no share to speak of
+    with pytest.raises(ValueError, match="do not match"):
+        gc.focus_scores(cams, labels[:, :2])
+
+
+def test_clip_labels_follow_the_clip_frames():
+    labels = np.arange(10, dtype=np.uint8)[:, None, None] * np.ones((1, 8, 8), dtype=np.uint8)
+    chosen = gc.clip_labels(labels, clip_frames=4, clip_stride=3, start=2, image_size=4)
+    assert chosen.shape == (4, 4, 4) and chosen[:, 0, 0].tolist() == [2, 5, 8, 1]  # looped past the end
