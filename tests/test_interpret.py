@@ -188,3 +188,126 @@ def test_clip_labels_follow_the_clip_frames():
     labels = np.arange(10, dtype=np.uint8)[:, None, None] * np.ones((1, 8, 8), dtype=np.uint8)
     chosen = gc.clip_labels(labels, clip_frames=4, clip_stride=3, start=2, image_size=4)
     assert chosen.shape == (4, 4, 4) and chosen[:, 0, 0].tolist() == [2, 5, 8, 1]  # looped past the end
+
+
+# --------------------------------------------------------------------------------------------- widgets
+
+from echobook.interpret import widgets as wd  # noqa: E402
+
+
+def tiny_clip_source(index: int):
+    """Point i's clip: frames whose brightness encodes i, a CAM on the left half."""
+    frames = np.full((6, 16, 16), 20 * index + 10, dtype=np.uint8)
+    frames[:, 0, :] = np.arange(6)[:, None] * 40  # the top row tells frames apart
+    cam = np.zeros((6, 16, 16), dtype=np.float32)
+    cam[:, :, :8] = 1.0
+    return frames, cam
+
+
+def tiny_explorer(**kwargs):
+    projection = np.column_stack([np.linspace(0, 1, 5), np.linspace(0, 1, 5) ** 2])
+    return wd.EmbeddingExplorer(projection, [30, 40, 50, 60, 70], [35, 40, 45, 65, 70],
+                                clip_source=tiny_clip_source, names=list("abcde"), **kwargs)
+
+
+def test_explorer_select_shows_the_points_ef_and_frames():
+    explorer = tiny_explorer()
+    explorer.select(1)
+    first_info, first_image = explorer.info.value, explorer.image.value
+    assert "EF true 40.0" in first_info and "predicted 40.0" in first_info and first_image[:4] == b"\x89PNG"
+    explorer.select(3)
+    assert "EF true 60.0" in explorer.info.value and "+5.0" in explorer.info.value
+    assert explorer.image.value != first_image and explorer.selected == 3
+    explorer.point_slider.value = 0  # the reader moves the point slider
+    assert explorer.selected == 0 and "EF true 30.0" in explorer.info.value
+    with pytest.raises(IndexError):
+        explorer.select(5)
+
+
+def test_explorer_frame_and_opacity_controls_redraw():
+    explorer = tiny_explorer()
+    explorer.select(2)
+    shown = explorer.image.value
+    explorer.frame_slider.value = 4  # the reader moves the frame slider
+    assert explorer.frame == 4 and explorer.image.value != shown
+    assert explorer.frame_slider.max == 5
+    shown = explorer.image.value
+    explorer.set_opacity(0.0)  # frame alone: the CAM's colours are gone
+    assert explorer.image.value != shown and explorer.opacity_slider.value == 0.0
+    explorer.colour_buttons.value = "error"
+    assert explorer.colour_by == "error"
+
+
+def test_explorer_widget_builds_without_figurewidget():
+    explorer = tiny_explorer(plot="static")
+    explorer.select(1)
+    box = explorer.widget
+    assert explorer._figure_widget is None and box is explorer.widget
+    with pytest.raises(ValueError, match="colour_by"):
+        wd.EmbeddingExplorer(np.zeros((2, 2)), [40, 50], colour_by="error")
+    with pytest.raises(ValueError, match="projection"):
+        wd.EmbeddingExplorer(np.zeros((3, 2)), [40, 50])
+
+
+def test_explorer_static_figure_has_hover_details_and_colour_menu():
+    figure = tiny_explorer().static_figure()
+    scatter = figure.data[0]
+    assert len(scatter.x) == 5 and list(scatter.text) == list("abcde")
+    assert "EF true" in scatter.hovertemplate and "EF predicted" in scatter.hovertemplate
+    assert np.asarray(scatter.customdata).shape == (5, 4)
+    assert [b.label for b in figure.layout.updatemenus[0].buttons] == list(wd.COLOUR_BY.values())
+    subset = tiny_explorer().static_figure(max_points=3).data[0]
+    assert len(subset.x) == 3 and len(subset.marker.color) == 3
+
+
+def tiny_player():
+    frames, cam = tiny_clip_source(2)
+    moved = np.roll(cam, 8, axis=2)
+    cams = {"CoReEcho": {"stage 2": cam, "stage 4": moved}, "baseline": {"stage 2": moved, "stage 4": cam}}
+    return wd.HeatmapPlayer(frames, cams, captions={"CoReEcho": "(RnC)"})
+
+
+def test_player_slider_layer_and_opacity_change_the_shown_frames():
+    player = tiny_player()
+    shown = {m: image.value for m, image in player.images.items()}
+    assert shown["CoReEcho"] != shown["baseline"]  # their CAMs differ on this layer
+    player.frame_slider.value = 3  # the reader moves the slider (the play button moves it too)
+    assert player.frame == 3 and player.images["CoReEcho"].value != shown["CoReEcho"]
+    player.show_frame(0)
+    assert player.frame_slider.value == 0 and player.images["CoReEcho"].value == shown["CoReEcho"]
+    player.layer_menu.value = "stage 2"
+    assert player.layer == "stage 2" and player.images["CoReEcho"].value == shown["baseline"]
+    player.set_opacity(0.0)
+    assert player.images["CoReEcho"].value == player.images["baseline"].value  # the bare frame
+    assert player.widget is player.widget
+    with pytest.raises(IndexError):
+        player.show_frame(6)
+
+
+def test_player_static_animation_is_small_and_has_a_frame_per_step():
+    figure = tiny_player().static_figure(max_frames=4)
+    assert len(figure.frames) == 4 and len(figure.layout.sliders[0].steps) == 4
+    assert len(figure.data) == 2 and figure.data[0].source.startswith("data:image/jpeg;base64,")
+    assert len(figure.frames[0].data) == 2
+    assert len(figure.to_json()) < 100_000
+    assert len(tiny_player().static_figure(max_frames=50).frames) == 6  # never more than the clip has
+
+
+def test_cam_overlay_respects_opacity():
+    frame = np.full((4, 4), 0.5, dtype=np.float32)
+    cam = np.ones((4, 4), dtype=np.float32)
+    assert (wd.cam_overlay(frame, cam, 0.0) == 128).all()
+    assert wd.cam_overlay(frame, cam, 1.0).shape == (4, 4, 3)
+    assert not (wd.cam_overlay(frame, cam, 0.5) == 128).all()
+
+
+def test_gradcam_clip_source_and_stage_cams_feed_the_widgets():
+    loader, model = tiny_eval_loader(), tiny_coreecho_model()
+    source = wd.gradcam_clip_source(model, loader.dataset, 128.0, 64.0, clip=1, stage=2)
+    frames, cam = source(2)
+    assert frames.dtype == np.uint8 and frames.shape == cam.shape == (8, 32, 32)
+    assert source(2)[1] is cam  # cached
+    clip = torch.randn(1, 1, 8, 32, 32)
+    cams = wd.stage_cams({"a": model, "b": model}, clip, stages=(2, 3))
+    player = wd.HeatmapPlayer(frames, cams)
+    assert player.layers == ["stage 2", "stage 3"] and player.layer == "stage 3"
