@@ -167,6 +167,10 @@ def test_ef_output_wrapper_gives_one_column():
     assert gc.EFOutput(TinyConv3dRegressor())(torch.randn(3, 1, 2, 4, 4)).shape == (3, 1)
     with pytest.raises(ValueError, match="direction"):
         gc.ef_targets(2, "sideways")
+    from echobook.models import create_model
+
+    with pytest.raises(ValueError, match="values per clip"):  # an encoder alone gives embeddings
+        gc.EFOutput(create_model("uniformer_xxs"))(torch.randn(2, 1, 8, 32, 32))
 
 
 def test_focus_scores_on_hand_made_masks():

@@ -68,7 +68,8 @@ def clip_position(video_index: np.ndarray) -> np.ndarray:
 def clip_embeddings(model: nn.Module, loader, device=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Embeddings ``[N, D]`` and head predictions ``[N]`` (or None) of every clip the loader yields, in order.
 
-    Runs batched on ``device`` (default: the loader's device); results come back on the CPU.
+    Runs batched on ``device`` (default: the loader's device), where the model is moved and stays;
+    results come back on the CPU.
     """
     encoder, head = encoder_and_head(model)
     device = torch.device(device or getattr(loader, "device", None) or "cpu")

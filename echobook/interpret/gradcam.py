@@ -48,7 +48,11 @@ class EFOutput(nn.Module):
             # A frozen encoder (MLP probing) has no parameter that needs a gradient, so its feature
             # maps would carry none; a gradient-requiring input makes autograd track them anyway.
             clips = clips.detach().requires_grad_(True)
-        return ef_prediction(self.model(clips)).float().reshape(-1, 1)
+        ef_percent = ef_prediction(self.model(clips))
+        if ef_percent.numel() != clips.shape[0]:
+            raise ValueError(f"the model gives {ef_percent.numel() // clips.shape[0]} values per clip; Grad-CAM "
+                             "of EF needs one (an encoder alone returns embeddings: add its head)")
+        return ef_percent.float().reshape(-1, 1)
 
 
 def ef_targets(batch_size: int, direction: str = "raises") -> list:

@@ -459,11 +459,12 @@ class HeatmapPlayer:
         play_args = dict(frame=dict(duration=frame_duration_ms, redraw=True), transition=dict(duration=0),
                          fromcurrent=True)
         figure.update_layout(
-            width=40 + 260 * columns, height=380, margin=dict(l=10, r=10, t=60, b=10),
+            width=60 + 260 * columns, height=400, margin=dict(l=10, r=10, t=60, b=10),
             title=f"Grad-CAM{f', {layer}' if layer else ''}",
-            sliders=[dict(active=0, currentvalue=dict(prefix="frame "), pad=dict(t=10),
+            # the slider starts right of the play/pause buttons, so they do not cover its label
+            sliders=[dict(active=0, currentvalue=dict(prefix="frame "), pad=dict(t=10), x=0.16, len=0.84,
                           steps=[dict(label=str(f), method="animate", args=[[str(f)], step_args]) for f in kept])],
-            updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.02, xanchor="right", yanchor="top",
+            updatemenus=[dict(type="buttons", showactive=False, x=0.0, y=-0.02, xanchor="left", yanchor="top",
                               buttons=[dict(label="play", method="animate", args=[None, play_args]),
                                        dict(label="pause", method="animate", args=[[None], step_args])])],
         )
