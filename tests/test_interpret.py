@@ -315,3 +315,12 @@ def test_gradcam_clip_source_and_stage_cams_feed_the_widgets():
     cams = wd.stage_cams({"a": model, "b": model}, clip, stages=(2, 3))
     player = wd.HeatmapPlayer(frames, cams)
     assert player.layers == ["stage 2", "stage 3"] and player.layer == "stage 3"
+
+
+def test_package_exports_load_lazily():
+    import importlib
+
+    interpret = importlib.import_module("echobook.interpret")
+    assert all(hasattr(interpret, name) for name in interpret.__all__)
+    with pytest.raises(AttributeError):
+        interpret.no_such_name  # noqa: B018

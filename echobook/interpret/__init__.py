@@ -13,9 +13,9 @@ import importlib
 _EXPORTS = {
     "embeddings": ["Embeddings", "extract_embeddings", "pca_projection", "umap_projection", "project",
                    "continuity_scores", "knn_ef_mae", "spearman_abs_rho", "trustworthiness"],
-    "gradcam": ["EFOutput", "ef_targets", "uniformer_target_layer", "video_gradcam", "focus_scores",
-                "clip_labels"],
-    "widgets": ["EmbeddingExplorer", "HeatmapPlayer", "cam_overlay"],
+    "gradcam": ["EFOutput", "VideoCAM", "ef_targets", "uniformer_target_layer", "uniformer_stage_layers",
+                "video_gradcam", "focus_scores", "clip_labels"],
+    "widgets": ["EmbeddingExplorer", "HeatmapPlayer", "cam_overlay", "gradcam_clip_source", "stage_cams"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
