@@ -40,8 +40,9 @@ def test_knn_leave_one_out_does_not_see_itself():
     points = np.array([[0.0], [0.0], [10.0], [10.0]])  # exact duplicates
     ef_percent = np.array([30.0, 40.0, 60.0, 70.0])
     assert emb.knn_ef_mae(points, ef_percent, k=1) == pytest.approx(10.0)
-    with pytest.raises(ValueError, match="k="):
-        emb.knn_ef_mae(points, ef_percent, k=4)
+    assert emb.knn_ef_mae(points, ef_percent, k=4) == pytest.approx(10.0)  # clipped to k = 1 < N / 2
+    with pytest.raises(ValueError, match="k=0"):
+        emb.knn_ef_mae(points, ef_percent, k=0)
 
 
 def test_clip_position_counts_within_each_video():
@@ -324,3 +325,15 @@ def test_package_exports_load_lazily():
     assert all(hasattr(interpret, name) for name in interpret.__all__)
     with pytest.raises(AttributeError):
         interpret.no_such_name  # noqa: B018
+
+
+def test_knn_mae_keeps_neighbours_a_minority_so_the_embedding_matters():
+    from echobook.interpret.embeddings import knn_ef_mae
+
+    ef = np.array([20.0, 30.0, 40.0, 50.0, 60.0, 70.0])
+    ordered = ef[:, None] / 10
+    shuffled = ordered[[3, 0, 5, 1, 4, 2]]
+    # k = 5 = N - 1 would average all the others for both embeddings and score them the same
+    assert knn_ef_mae(ordered, ef, k=5) < knn_ef_mae(shuffled, ef, k=5)
+    with pytest.raises(ValueError, match="at least 3 points"):
+        knn_ef_mae(ordered[:2], ef[:2])

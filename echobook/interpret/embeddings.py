@@ -164,12 +164,17 @@ def leading_coordinate(embeddings: np.ndarray, method: str = "pca", **kwargs) ->
 
 
 def knn_ef_mae(embeddings: np.ndarray, ef_percent: np.ndarray, k: int = DEFAULT_NEIGHBOURS) -> float:
-    """MAE (%) of EF estimated as the mean EF of each point's ``k`` nearest other points (leave-one-out)."""
+    """MAE (%) of EF estimated as the mean EF of each point's ``k`` nearest other points (leave-one-out).
+
+    ``k`` is clipped below N / 2 (as for trustworthiness): with k = N - 1 every point's "neighbours"
+    would be all the others, and the score would be the same for any embedding.
+    """
     from sklearn.neighbors import NearestNeighbors
 
     embeddings, ef_percent = np.asarray(embeddings), np.asarray(ef_percent, dtype=np.float64)
-    if not 1 <= k < len(embeddings):
-        raise ValueError(f"k={k} needs at least k + 1 points, got {len(embeddings)}")
+    if len(embeddings) < 3 or k < 1:
+        raise ValueError(f"the kNN EF estimate needs k >= 1 and at least 3 points, got k={k}, {len(embeddings)} points")
+    k = min(k, (len(embeddings) - 1) // 2)
     _, neighbours = NearestNeighbors(n_neighbors=k + 1).fit(embeddings).kneighbors(embeddings)
     # Leave each point out. Among exact duplicates it need not come first, so drop it wherever it
     # is, or the farthest neighbour where it was not returned at all.
