@@ -41,7 +41,7 @@ class SizePreset:
     video_frames: int  # frames of each synthetic video
     image_size: int  # pixels per side of the stored videos
     clip_frames: int  # frames in one training clip
-    clip_stride: int  # take every `clip_stride`-th frame
+    clip_stride: int  # take every `clip_stride`-th frame; a clip must span a whole beat (ED and ES)
     crop_size: int  # pixels per side the model sees after pad-and-crop
     batch_size: int  # videos per batch (CoReEcho stage 1 uses two clips each)
     epochs: int  # training epochs (CoReEcho stage 1)
@@ -54,12 +54,12 @@ class SizePreset:
 PRESETS: dict[str, SizePreset] = {
     "smoke": SizePreset(
         name="smoke", videos=48, video_frames=40, image_size=48, clip_frames=8,
-        clip_stride=2, crop_size=48, batch_size=8, epochs=2, probe_epochs=1,
+        clip_stride=4, crop_size=48, batch_size=8, epochs=2, probe_epochs=1,
         encoder="uniformer_xxs", eval_clips=3, umap_neighbors=5,
     ),
     "small": SizePreset(
         name="small", videos=240, video_frames=64, image_size=64, clip_frames=16,
-        clip_stride=2, crop_size=64, batch_size=16, epochs=8, probe_epochs=3,
+        clip_stride=3, crop_size=64, batch_size=16, epochs=8, probe_epochs=3,
         encoder="uniformer_xxs", eval_clips=3, umap_neighbors=5,
     ),
     "full": SizePreset(

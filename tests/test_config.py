@@ -44,6 +44,16 @@ def test_presets_grow_from_smoke_to_full():
         assert (preset.clip_frames - 1) * preset.clip_stride < preset.video_frames
 
 
+def test_every_clip_spans_a_whole_beat_of_the_synthetic_heart():
+    """EF needs both ED and ES in view: a clip must cover the longest beat the engine makes."""
+    from echobook.data.synthetic import SyntheticConfig
+
+    for preset in config.PRESETS.values():
+        longest_beat_frames = preset.video_frames / SyntheticConfig().min_cycles  # the engine's guarantee
+        clip_span_frames = (preset.clip_frames - 1) * preset.clip_stride + 1
+        assert clip_span_frames >= longest_beat_frames, preset.name
+
+
 def test_device_falls_back_to_cpu_with_a_warning(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.warns(UserWarning, match="not available"):
