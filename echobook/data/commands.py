@@ -31,7 +31,11 @@ def add_synth_parser(subparsers) -> None:
     echonet.add_argument("--ef-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                          help="EF drawn uniformly in [LOW, HIGH] percent (default: EchoNet-Dynamic's distribution)")
     echonet.add_argument("--view", choices=["A4C", "A2C", "mixed"], default=None, help="apical view (default: A4C)")
-    echonet.add_argument("--workers", type=int, default=1, help="processes generating videos (default: 1)")
+    echonet.add_argument("--workers", type=int, default=1,
+                         help="processes making (or, with --device, planning) and encoding the videos (default: 1)")
+    echonet.add_argument("--device", default="numpy",
+                         help="where the images are formed: numpy (default), or a torch device such as cuda or cpu; "
+                              "labels are the same on every device, pixels differ slightly")
     echonet.add_argument("--overwrite", action="store_true",
                          help="replace FileList.csv, VolumeTracings.csv and Videos/*.avi in a non-empty OUT")
     echonet.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -61,7 +65,8 @@ def _synth_echonet(args) -> int:
 
     try:
         out = synth_echonet(args.out, args.videos, args.seed, synthetic_config(args),
-                            overwrite=args.overwrite, progress=not args.quiet, workers=args.workers)
+                            overwrite=args.overwrite, progress=not args.quiet, workers=args.workers,
+                            device=args.device)
     except (FileExistsError, ValueError) as error:
         print(f"echobook synth echonet: {error}", file=sys.stderr)
         return 2

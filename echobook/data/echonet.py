@@ -729,30 +729,66 @@ def write_echonet(out_dir: str | Path, videos: Iterable, splits: Sequence[str], 
 
 
 def synth_echonet(out_dir: str | Path, videos: int, seed: int, config=None, *,
-                  overwrite: bool = False, progress: bool = False, workers: int = 1) -> Path:
+                  overwrite: bool = False, progress: bool = False, workers: int = 1, device=None) -> Path:
     """Make ``videos`` synthetic echocardiograms from ``seed`` and write them in the EchoNet layout.
 
-    Video ``i`` is ``echobook.data.synthetic.make_video(seed, i, config)``; splits come from
-    :func:`assign_splits` with the same seed, so one seed gives the same folder, byte for byte
-    (``workers`` only changes how fast). Videos are made in chunks, so memory stays small.
+    Video ``i`` is ``echobook.data.synthetic.make_video(seed, i, config, device)``; splits come from
+    :func:`assign_splits` with the same seed, so one seed and device give the same folder, byte for
+    byte (``workers`` only changes how fast). ``device``: None (NumPy) or a torch device such as
+    ``"cuda"`` that forms the images in this process. With ``workers`` > 1, worker processes make
+    the videos (or, with a device, their NumPy plans) and encode the AVIs, so a set of any size
+    streams through in bounded memory.
     """
-    from echobook.data.synthetic import make_videos
+    from echobook.data import synthetic
 
     if videos < 1:
         raise ValueError(f"videos={videos}: need at least one")
+    device = synthetic.resolve_device(device)  # a bad device fails before anything is written
     out_dir = Path(out_dir)
     _prepare_output(out_dir, overwrite)  # refuse before spending minutes on generation
     splits = assign_splits(videos, seed)
-    chunk = max(1, 8 * workers)
+    if workers <= 1:
+        made = synthetic.iter_videos(seed, range(videos), config, device=device)
+        return write_echonet(out_dir, _report_progress(made, videos, progress, every=8), splits, overwrite=True)
+    with synthetic.worker_pool(workers) as pool:
+        made = synthetic.iter_videos(seed, range(videos), config, device=device, pool=pool, ahead=4 * workers)
+        _write_echonet_in_pool(out_dir, _report_progress(made, videos, progress, every=8 * workers), splits,
+                               pool, ahead=4 * workers)
+    return out_dir
 
-    def generate():
-        for first in range(0, videos, chunk):
-            indices = range(first, min(first + chunk, videos))
-            if progress:
-                print(f"synth echonet: videos {first + 1}-{indices[-1] + 1} of {videos}", flush=True)
-            yield from make_videos(seed, indices, config, workers=workers)
 
-    return write_echonet(out_dir, generate(), splits, overwrite=True)
+def _report_progress(videos: Iterable, total: int, progress: bool, every: int):
+    """``videos`` passed through, with a line before each ``every`` of them when ``progress``."""
+    for index, video in enumerate(videos):
+        if progress and index % every == 0:
+            print(f"synth echonet: videos {index + 1}-{min(index + every, total)} of {total}", flush=True)
+        yield video
+
+
+def _write_echonet_in_pool(out_dir: Path, videos: Iterable, splits: Sequence[str], pool, ahead: int) -> None:
+    """What :func:`write_echonet` writes (the same bytes), with the AVIs encoded in ``pool``'s processes.
+
+    Encoding takes about as long as making a video, so in one process it would be the bottleneck
+    of a device-rendered set; at most ``ahead`` videos wait to be encoded.
+    """
+    from collections import deque
+
+    filelist_rows, tracing_rows, encoding = [], [], deque()
+    for split, video in zip(splits, videos):
+        fps = int(round(float(video.fps)))  # FileList stores whole FPS; the AVI gets the same number
+        count, height, width = video.frames.shape
+        encoding.append(pool.submit(save_video, out_dir / VIDEOS_DIR / f"{video.name}{VIDEO_SUFFIX}", video.frames, fps))
+        filelist_rows.append((video.name, float(video.ef_percent), float(video.esv_ml), float(video.edv_ml),
+                              height, width, fps, count, str(split).strip().upper()))
+        tracing_rows += _tracing_rows(video)
+        while len(encoding) > ahead:
+            encoding.popleft().result()  # also raises a worker's error here
+    for job in encoding:
+        job.result()
+    pd.DataFrame(filelist_rows, columns=list(FILELIST_COLUMNS)).to_csv(
+        out_dir / FILELIST_NAME, index=False, float_format="%.8f", lineterminator="\n")
+    pd.DataFrame(tracing_rows, columns=list(TRACING_COLUMNS)).to_csv(
+        out_dir / TRACINGS_NAME, index=False, float_format="%.6f", lineterminator="\n")
 
 
 # --------------------------------------------------------------------------------------------- a reusable synthetic set
@@ -772,25 +808,29 @@ def _synthetic_key(videos: int, seed: int, config) -> str:
 
 
 def cached_synthetic_echonet(videos: int, seed: int, config=None, *, cache_dir: str | Path | None = None,
-                             workers: int = 1, progress: bool = False) -> Path:
+                             workers: int = 1, progress: bool = False, device=None) -> Path:
     """A synthetic EchoNet folder made once and reused: chapters that share a size and seed share it.
 
     The folder lives in ``cache_dir`` (default ``$ECHOBOOK_CACHE``, else the system's temp folder
     under ``echobook-cache``) and its name holds a digest of the engine's code, the config, the
     count and the seed, so a change anywhere makes a fresh one. It is written under a temporary
     name and renamed when complete, so an interrupted run never leaves a half set to be reused.
+    ``device`` (see :func:`synth_echonet`) forms other pixels, so a device's set is named after it.
     """
-    from echobook.data.synthetic import SyntheticConfig
+    from echobook.data.synthetic import SyntheticConfig, resolve_device
 
     config = SyntheticConfig() if config is None else config
+    device = resolve_device(device)
     base = Path(cache_dir or os.environ.get(CACHE_ENV, "") or Path(tempfile.gettempdir()) / "echobook-cache")
-    final = base / f"echonet-{config.image_size}px-{config.frames}f-{videos}v-seed{seed}-{_synthetic_key(videos, seed, config)}"
+    on = "" if device is None else f"-{device.type}"
+    final = base / (f"echonet-{config.image_size}px-{config.frames}f-{videos}v-seed{seed}{on}-"
+                    f"{_synthetic_key(videos, seed, config)}")
     if (final / FILELIST_NAME).is_file():
         return final
     base.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=base))
     try:
-        synth_echonet(partial, videos, seed, config, overwrite=True, progress=progress, workers=workers)
+        synth_echonet(partial, videos, seed, config, overwrite=True, progress=progress, workers=workers, device=device)
         try:
             partial.rename(final)
         except OSError:  # another process finished the same set first: theirs is identical

@@ -32,11 +32,27 @@ How one video is made (each step is a function below, and chapter 1 shows each o
    acoustic shadows and electronic noise by quality level; log compression; the V-shaped
    sector mask.
 
-Everything is vectorised NumPy over frames (plus ``cv2.remap`` to sample the texture).
+Steps 1-4 and the static scene are NumPy (:func:`plan_video`, cheap and shared by every backend,
+so labels never depend on the backend). Step 5 is vectorised over frames and written once
+against a small array namespace, and runs on one of two backends (:func:`render_plan`):
+
+- NumPy + ``cv2.remap`` (``device=None``, the default and the reference bytes): about 720
+  frames/s on one CPU core at 112 px, so a small set takes seconds on two cores;
+- torch on any device (``device="cpu"``, ``"cuda"``): ``grid_sample`` samples the texture and a
+  ``torch.Generator`` seeded from the video's generator draws the noise, so a device's output is
+  deterministic per ``(seed, index)``. Labels, EF, volumes, ED/ES and tracings are identical to
+  NumPy's; frames differ by about 2-3 gray levels on average (the other noise draw; without noise
+  0.1). For a full set, worker processes make the plans and encode the AVIs while the main process
+  forms the images on the GPU (:func:`iter_videos`, ``echobook synth echonet --device cuda``).
+  ``benchmarks/bench_synthetic.py`` measures both.
 """
 from __future__ import annotations
 
+import collections
+import copy
+import dataclasses
 import hashlib
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -535,9 +551,9 @@ def attenuation_db(depth_cm, frequency_mhz: float, alpha_db_cm_mhz: float = 0.5)
     return 2.0 * alpha_db_cm_mhz * frequency_mhz * np.asarray(depth_cm)
 
 
-def _soft(distance: np.ndarray) -> np.ndarray:
+def _soft(distance, xp=np):
     """Inside-ness from a signed distance in pixels (negative inside): a one-pixel ramp."""
-    return np.clip(0.5 - distance, 0.0, 1.0)
+    return xp.clip(0.5 - distance, 0.0, 1.0)
 
 
 @dataclass
@@ -635,31 +651,31 @@ class _Levels:
     valve: float = 0.45
 
 
-def _ellipse_distance(du, dv, a, b):
+def _ellipse_distance(du, dv, a, b, xp=np):
     """Approximate signed distance (px) to an axis-aligned ellipse with semi-axes a (along u), b."""
-    rho = np.sqrt((du / a) ** 2 + (dv / b) ** 2)
-    return (rho - 1.0) * np.minimum(a, b)
+    rho = xp.sqrt((du / a) ** 2 + (dv / b) ** 2)
+    return (rho - 1.0) * xp.minimum(a, b)
 
 
-def _chambers(case: HeartCase, scene: _Scene, c: np.ndarray, length: np.ndarray, rows: slice):
-    """Signed distances of the other chambers for frames ``rows``: dict name -> [t, HW] (px)."""
-    u, v = scene.u, scene.v
-    cc = c[rows, None].astype(np.float32)
-    L = length[rows, None].astype(np.float32)
+def _chambers(case: HeartCase, u, v, cc, L, xp=np):
+    """Signed distances of the other chambers: dict name -> [t, HW] (px).
+
+    ``u``, ``v`` [HW] are the pixels' axis coordinates; ``cc`` (contraction) and ``L`` (LV length) are [t, 1] float32.
+    """
     base_l, base_r = case.half_width_left * _profile(1.0, case.widest_at), case.half_width_right * _profile(1.0, case.widest_at)
     la_a, la_b = 0.28 * case.length_ed, 0.24 * case.length_ed
     la_scale = 1.0 + 0.15 * cc  # atria fill while the ventricles eject
     la_v = 0.5 * (base_r - base_l)
-    out = {"la": _ellipse_distance(u - (L + 0.92 * la_a * la_scale), v - la_v, la_a * la_scale, la_b * la_scale)}
+    out = {"la": _ellipse_distance(u - (L + 0.92 * la_a * la_scale), v - la_v, la_a * la_scale, la_b * la_scale, xp)}
     if case.view == "A4C":
         rv_a, rv_b = 0.38 * case.length_ed, 0.2 * case.length_ed
         rv_bt = rv_b * (1.0 - 0.15 * cc)
         rv_v = -(case.half_width_left + case.wall_ed + 0.75 * rv_b)
-        out["rv"] = np.maximum(_ellipse_distance(u - (L - 0.7 * rv_a), v - rv_v, rv_a, rv_bt), u - L)
+        out["rv"] = xp.maximum(_ellipse_distance(u - (L - 0.7 * rv_a), v - rv_v, rv_a, rv_bt, xp), u - L)
         ra_a, ra_b = 0.25 * case.length_ed, 0.19 * case.length_ed
         ra_scale = 1.0 + 0.12 * cc
         ra_v = la_v - 1.15 * (la_b + ra_b) - 0.05 * case.length_ed
-        out["ra"] = _ellipse_distance(u - (L + 0.92 * ra_a * ra_scale), v - ra_v, ra_a * ra_scale, ra_b * ra_scale)
+        out["ra"] = _ellipse_distance(u - (L + 0.92 * ra_a * ra_scale), v - ra_v, ra_a * ra_scale, ra_b * ra_scale, xp)
     return out
 
 
@@ -712,14 +728,20 @@ def _offset_outward(half_width: np.ndarray, inside: np.ndarray, thickness: np.nd
 
 
 # ============================================================================ the whole video
-def make_video(seed: int, index: int, config: SyntheticConfig | None = None) -> SyntheticVideo:
-    """Video ``index`` of the synthetic dataset made from ``seed`` (the same bytes every time)."""
-    return _render(seed, index, config)[0]
+def make_video(seed: int, index: int, config: SyntheticConfig | None = None, device=None) -> SyntheticVideo:
+    """Video ``index`` of the synthetic dataset made from ``seed`` (the same bytes every time).
+
+    ``device``: None or ``"numpy"`` forms the image with NumPy and OpenCV (the reference); a
+    torch device (``"cpu"``, ``"cuda"``, ``torch.device``) forms it with torch there. Labels,
+    EF, volumes, ED/ES and tracings are identical on every device; the frames differ by about
+    a gray level (other noise, other interpolation rounding) and are deterministic per device.
+    """
+    return render_plan(plan_video(seed, index, config), device)
 
 
 def render_stages(seed: int, index: int, config: SyntheticConfig | None = None, frame: int = 0) -> dict:
     """The image-formation steps of one frame, for teaching: echogenicity, speckle, attenuation, TGC, log."""
-    return _render(seed, index, config, stages_frame=frame)[1]
+    return _render_frames_numpy(plan_video(seed, index, config), stages_frame=frame)[2]
 
 
 def _check_seed_index(seed, index):
@@ -728,17 +750,45 @@ def _check_seed_index(seed, index):
             raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
 
 
-def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame: int | None = None):
-    import cv2
+@dataclass
+class VideoPlan:
+    """Everything about one video except its pixels, made with NumPy (steps 1-4 and the static scene).
 
+    It is small enough to pickle, so worker processes can make plans while the main process
+    forms the images on a GPU (:func:`render_plan`).
+    """
+
+    seed: int
+    index: int
+    config: SyntheticConfig
+    case: HeartCase
+    rng: np.random.Generator  # the video's generator after the case and scene: the NumPy path's noise
+    scene: _Scene
+    phase: np.ndarray  # [T]
+    contraction: np.ndarray  # [T]
+    length: np.ndarray  # [T] LV long-axis length, px
+    all_tracings: np.ndarray  # [T, 21, 4]
+    volumes_ml: np.ndarray  # [T]
+    ed_frame: int
+    es_frame: int
+    mm_per_pixel: float
+    # per-frame LV half-width tables [T, 2 NB] (left then right side, float32): this frame's endocardium and
+    # epicardium, and where that tissue was at end-diastole (the speckle's reference)
+    endo: np.ndarray
+    epi: np.ndarray
+    endo_ref: np.ndarray
+    epi_ref: np.ndarray
+    leaflets: list  # (anchor [T, 2], direction [T, 2], length [T]) per leaflet, in (u, v)
+
+
+def plan_video(seed: int, index: int, config: SyntheticConfig | None = None) -> VideoPlan:
+    """Steps 1-4 of video ``index``: the case, the cycle, the contour's labels and the per-frame tables."""
     _check_seed_index(seed, index)
     config = SyntheticConfig() if config is None else config
     if not isinstance(config, SyntheticConfig):
         raise ValueError(f"config must be a SyntheticConfig; got {type(config).__name__}")
     case, rng = sample_case(seed, index, config)
-    size, n_frames = config.image_size, config.frames
-    quality = QUALITY_LEVELS[case.quality]
-    levels = _Levels()
+    n_frames = config.frames
 
     # -- cycle and the rendered contour's volumes (labels come from these)
     beats = cardiac_phase(case, np.arange(n_frames) / case.fps, unwrapped=True)
@@ -748,10 +798,8 @@ def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame:
     volumes_px3 = geometry.disc_volume_px3(all_tracings)
     ed_frame, es_frame = choose_ed_es(beats, volumes_px3)
     mm_per_pixel = float((case.target_edv_ml * 1000.0 / volumes_px3[ed_frame]) ** (1.0 / 3.0))
-    volumes_ml = volumes_px3 * mm_per_pixel ** 3 / 1000.0
-    edv, esv = float(volumes_ml[ed_frame]), float(volumes_ml[es_frame])
 
-    scene = _static_scene(case, rng, size, quality)
+    scene = _static_scene(case, rng, config.image_size, QUALITY_LEVELS[case.quality])
     length = lv_length(case, c)  # [T]
     # per-frame tables of the LV half-widths along the axis: endocardium, epicardium, and at ED (the tissue reference)
     u_grid = scene.u_grid[None, :]
@@ -765,145 +813,394 @@ def _render(seed: int, index: int, config: SyntheticConfig | None, stages_frame:
     wall_left = case.wall_ed * (1.0 + case.thickening * c[:, None] * _segment_factor(s, left_k))
     wall_right = case.wall_ed * (1.0 + case.thickening * c[:, None] * _segment_factor(s, right_k))
     du = scene.u_grid[1] - scene.u_grid[0]
-    endo_table = np.concatenate([left, right], axis=1).astype(np.float32)
-    epi_table = np.concatenate([_offset_outward(left, inside, wall_left, du),
-                                _offset_outward(right, inside, wall_right, du)], axis=1).astype(np.float32)
-    endo_ref_table = np.concatenate([left_ref, right_ref], axis=1).astype(np.float32)
     wall_ref = np.full_like(left_ref, case.wall_ed)
-    epi_ref_table = np.concatenate([_offset_outward(left_ref, inside_ref, wall_ref, du),
-                                    _offset_outward(right_ref, inside_ref, wall_ref, du)], axis=1).astype(np.float32)
-    opening = mitral_opening(phase, case.heart_rate_bpm)
     base_left = case.half_width_left * _profile(1.0, case.widest_at) * (
         1.0 - case.radial_shortening * c * _segment_factor(1.0, left_k))
     base_right = case.half_width_right * _profile(1.0, case.widest_at) * (
         1.0 - case.radial_shortening * c * _segment_factor(1.0, right_k))
-    leaflets = _leaflets(case, length, base_left, base_right, c, opening)
+    return VideoPlan(
+        seed=int(seed), index=int(index), config=config, case=case, rng=rng, scene=scene, phase=phase,
+        contraction=c, length=length, all_tracings=all_tracings,
+        volumes_ml=volumes_px3 * mm_per_pixel ** 3 / 1000.0, ed_frame=ed_frame, es_frame=es_frame,
+        mm_per_pixel=mm_per_pixel,
+        endo=np.concatenate([left, right], axis=1).astype(np.float32),
+        epi=np.concatenate([_offset_outward(left, inside, wall_left, du),
+                            _offset_outward(right, inside, wall_right, du)], axis=1).astype(np.float32),
+        endo_ref=np.concatenate([left_ref, right_ref], axis=1).astype(np.float32),
+        epi_ref=np.concatenate([_offset_outward(left_ref, inside_ref, wall_ref, du),
+                                _offset_outward(right_ref, inside_ref, wall_ref, du)], axis=1).astype(np.float32),
+        leaflets=_leaflets(case, length, base_left, base_right, c, mitral_opening(phase, case.heart_rate_bpm)),
+    )
 
-    frames = np.empty((n_frames, size, size), dtype=np.uint8)
-    labels = np.empty((n_frames, size, size), dtype=np.uint8)
+
+def render_plan(plan: VideoPlan, device=None) -> SyntheticVideo:
+    """Step 5, image formation, of a plan on ``device`` (see :func:`make_video`); the plan is left as it was."""
+    device = resolve_device(device)
+    if device is None:
+        frames, labels, _ = _render_frames_numpy(plan)
+    else:
+        frames, labels = _render_frames_torch(plan, device)
+    case, edv, esv = plan.case, float(plan.volumes_ml[plan.ed_frame]), float(plan.volumes_ml[plan.es_frame])
+    return SyntheticVideo(
+        name=video_name(plan.seed, plan.index), frames=frames, fps=case.fps,
+        heart_rate_bpm=round(case.heart_rate_bpm, 2), ef_percent=100.0 * (edv - esv) / edv, edv_ml=edv, esv_ml=esv,
+        ed_frame=plan.ed_frame, es_frame=plan.es_frame, phase=plan.phase,
+        tracings={f: plan.all_tracings[f].copy() for f in (plan.ed_frame, plan.es_frame)},
+        labels=labels, wall_motion=case.wall_motion.copy(), quality=case.quality, view=case.view,
+        mm_per_pixel=plan.mm_per_pixel, volumes_ml=plan.volumes_ml, all_tracings=plan.all_tracings,
+        target_ef_percent=case.target_ef_percent, seed=plan.seed, index=plan.index,
+    )
+
+
+def resolve_device(device):
+    """None for the NumPy path (``None`` or ``"numpy"``), else the ``torch.device`` asked for, checked to be usable."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "numpy"):
+        return None
+    import torch
+
+    try:
+        resolved = torch.device(device)
+        torch.empty(1, device=resolved)  # fails here, not mid-video, when the device is absent
+    except (RuntimeError, TypeError, AssertionError) as error:
+        raise ValueError(f"device={device!r}: not 'numpy' or a usable torch device "
+                         f"('cpu', 'cuda', 'cuda:1', ...): {error}") from None
+    return resolved
+
+
+# -- image formation, shared by the NumPy and the torch path. The per-pixel code below is written once
+# against a small array namespace ``xp`` (numpy's own functions, or their torch twins in _TorchOps), so the
+# two paths cannot drift apart; only texture sampling, noise and quantisation differ by backend.
+
+@dataclass
+class _PixelInputs:
+    """The arrays the per-pixel code reads (NumPy here; tensors on the device for the torch path)."""
+
+    u: np.ndarray  # [HW] float32 pixel coordinates along / across the LV axis
+    v: np.ndarray
+    abs_v: np.ndarray
+    sign_v: np.ndarray
+    table_index: np.ndarray  # [HW] int64 column of the half-width tables
+    length: np.ndarray  # [T] float32
+    contraction: np.ndarray  # [T] float32
+    endo: np.ndarray  # [T, 2 NB] float32 tables, see VideoPlan
+    epi: np.ndarray
+    endo_ref: np.ndarray
+    epi_ref: np.ndarray
+    sector: np.ndarray  # [HW] float32 static maps, see _Scene
+    signal_gain: np.ndarray
+    haze: np.ndarray
+    noise_gain: np.ndarray
+    pericardium_side: np.ndarray
+    valve_band: np.ndarray  # [B] int64
+    leaflets: list
+    # scalars: the apex (x, y), the axes e and n, the motion fall-off. NumPy scalars here, so NumPy promotes
+    # as it always did (the reference bytes); the torch path gets Python numbers and stays in float32
+    apex: tuple
+    e: tuple
+    n: tuple
+    fade: float
+
+
+def _pixel_inputs(plan: VideoPlan) -> _PixelInputs:
+    scene, case = plan.scene, plan.case
     e, n = _frame_axes(case)
-    pixels = size * size
-    chunk = max(1, 65536 // pixels)  # frames per step: about 256 kB per float32 array keeps them in cache
-    u, v, abs_v = scene.u, scene.v, scene.abs_v
-    sign_v = np.where(v >= 0, 1.0, -1.0).astype(np.float32)
-    idx = scene.table_index
+    return _PixelInputs(
+        u=scene.u, v=scene.v, abs_v=scene.abs_v, sign_v=np.where(scene.v >= 0, 1.0, -1.0).astype(np.float32),
+        table_index=scene.table_index, length=plan.length.astype(np.float32),
+        contraction=plan.contraction.astype(np.float32), endo=plan.endo, epi=plan.epi, endo_ref=plan.endo_ref,
+        epi_ref=plan.epi_ref, sector=scene.sector, signal_gain=scene.signal_gain, haze=scene.haze,
+        noise_gain=scene.noise_gain, pericardium_side=scene.pericardium_side, valve_band=scene.valve_band,
+        leaflets=plan.leaflets, apex=(case.apex[0], case.apex[1]), e=(e[0], e[1]), n=(n[0], n[1]),
+        fade=np.float32(0.15 * case.length_ed),  # beyond the epicardium, tissue motion fades out over this many px
+    )
+
+
+class _NumpyOps:
+    """The reference backend: NumPy, OpenCV's remap for the texture, the video's NumPy generator for noise."""
+
+    maximum, minimum, abs, sqrt, log10, hypot = np.maximum, np.minimum, np.abs, np.sqrt, np.log10, np.hypot
+    where, clip = staticmethod(np.where), staticmethod(np.clip)  # functions, unlike the ufuncs, would bind as methods
+
+    def __init__(self, plan: VideoPlan):
+        self.texture, self.size = plan.scene.texture, plan.config.image_size
+        self.rng = copy.deepcopy(plan.rng)  # so that rendering a plan leaves it as it was
+
+    def zeros(self, shape):
+        return np.zeros(shape, dtype=np.float32)
+
+    def as_uint8(self, a):
+        return a.astype(np.uint8)
+
+    def noise(self, rows: slice, shape):
+        return self.rng.standard_normal(shape, dtype=np.float32)
+
+    def sample(self, map_x, map_y):
+        """(speckle, low-frequency texture) [t, HW] at texture coordinates ``map_x, map_y`` [t, HW] (px)."""
+        import cv2
+
+        t, size = map_x.shape[0], self.size
+        map_x = map_x.astype(np.float32).reshape(t, size, size)
+        map_y = map_y.astype(np.float32).reshape(t, size, size)
+        sampled = np.stack([cv2.remap(self.texture, map_x[k], map_y[k], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+                            for k in range(t)]).reshape(t, size * size, 2)
+        return sampled[..., 0], sampled[..., 1]
+
+
+def _form_chunk(xp, plan: VideoPlan, px: _PixelInputs, rows: slice):
+    """Labels and gray frames ``[t, HW]`` (uint8) of frames ``rows``, and the intermediates the stages show."""
+    case, quality, levels = plan.case, QUALITY_LEVELS[plan.case.quality], _Levels()
+    u, v, abs_v, idx = px.u, px.v, px.abs_v, px.table_index
+    Lt = px.length[rows, None]
+    w_endo = px.endo[rows][:, idx]
+    w_epi = px.epi[rows][:, idx]
+    # signed distances (px, negative inside) to the LV cavity and the LV epicardium
+    d_cavity = xp.maximum(xp.maximum(abs_v - w_endo, -u), u - Lt)
+    d_cavity = xp.where(w_endo > 0, d_cavity, xp.maximum(d_cavity, 0.5))
+    d_epi = xp.maximum(abs_v - w_epi, u - Lt)
+    chambers = _chambers(case, u, v, px.contraction[rows, None], Lt, xp)
+    cavity, epi = d_cavity <= 0, d_epi <= 0
+    la = (chambers["la"] <= 0) & ~epi
+    labels = xp.as_uint8(cavity) + 2 * xp.as_uint8(epi & ~cavity) + 3 * xp.as_uint8(la)
+
+    # tissue coordinates: where this pixel's tissue was at end-diastole (the speckle's frame)
+    u_ref = xp.where(u < 0, u, xp.where(u <= Lt, u * (case.length_ed / Lt), u + (case.length_ed - Lt)))
+    w_ref, e_ref = px.endo_ref[rows][:, idx], px.epi_ref[rows][:, idx]
+    safe_endo = xp.maximum(w_endo, 1e-3)
+    D = px.fade
+    a_ref = xp.where(abs_v <= w_endo, abs_v * (w_ref / safe_endo),
+                     xp.where(abs_v <= w_epi, w_ref + (abs_v - w_endo) * (e_ref - w_ref) / xp.maximum(w_epi - w_endo, 1e-3),
+                              xp.where(abs_v <= w_epi + D, e_ref + (abs_v - w_epi) * ((w_epi + D - e_ref) / D), abs_v)))
+    v_ref = px.sign_v * a_ref
+    margin, (e, n) = plan.scene.margin, (px.e, px.n)
+    speckle, texture = xp.sample(px.apex[0] + u_ref * e[0] + v_ref * n[0] + margin,
+                                 px.apex[1] + u_ref * e[1] + v_ref * n[1] + margin)
+
+    # echogenicity: background, heart tissue, blood, pericardium, valves
+    heart = _soft(d_epi, xp)
+    blood_other = xp.zeros(heart.shape)
+    for name, d in chambers.items():
+        wall = 0.03 * case.length_ed if name == "rv" else 0.035 * case.length_ed
+        heart = xp.maximum(heart, _soft(d - wall, xp))
+        blood_other = xp.maximum(blood_other, _soft(d, xp))
+    blood = xp.maximum(_soft(d_cavity, xp), blood_other * (1.0 - _soft(d_epi, xp)))
+    echo = levels.background + (levels.myocardium * quality.contrast - levels.background) * heart
+    echo = echo + (levels.blood - echo) * blood
+    pericardium = xp.clip(1.0 - xp.abs(d_epi - 1.2), 0.0, 1.0) * px.pericardium_side
+    echo = xp.maximum(echo, levels.pericardium * pericardium)
+    band = px.valve_band
+    if len(band):
+        echo[:, band] = xp.maximum(echo[:, band], levels.valve * _valves(xp, px, rows, u[band][None, :], v[band][None, :]))
+    echo = echo * texture
+
+    amplitude = echo * speckle * px.signal_gain + px.haze
+    amplitude = amplitude + xp.abs(xp.noise(rows, amplitude.shape)) * px.noise_gain
+    gray = (20.0 * xp.log10(xp.maximum(amplitude, 1e-6)) + case.dynamic_range_db) * (255.0 / case.dynamic_range_db)
+    gray = xp.clip(gray, 0.0, 255.0) * px.sector
+    return labels, xp.as_uint8(gray + 0.5), {"echo": echo, "speckle": speckle}
+
+
+def _valves(xp, px: _PixelInputs, rows: slice, bu, bv):
+    """Leaflet brightness 0..1 at the valve-band pixels ``(bu, bv)`` [1, B]: a 1.2-px line along each leaflet."""
+    valve = xp.zeros((rows.stop - rows.start, bu.shape[1]))
+    for anchor, direction, leaflet_len in px.leaflets:
+        au, av = anchor[rows, 0:1], anchor[rows, 1:2]
+        du_, dv_ = direction[rows, 0:1], direction[rows, 1:2]
+        ru, rv_ = bu - au, bv - av
+        along = xp.clip(ru * du_ + rv_ * dv_, 0.0, leaflet_len[rows, None] if getattr(leaflet_len, "ndim", 0) else leaflet_len)
+        dist = xp.hypot(ru - along * du_, rv_ - along * dv_)
+        valve = xp.maximum(valve, xp.clip(1.2 - dist, 0.0, 1.0))
+    return valve
+
+
+_CHUNK_PIXELS = 65536  # pixels per step on a CPU: about 256 kB per float32 array keeps them in cache
+
+
+def _render_frames_numpy(plan: VideoPlan, stages_frame: int | None = None):
+    """(frames, labels, stages) with NumPy, a few frames at a time; ``stages`` is filled for ``stages_frame``."""
+    size, n_frames = plan.config.image_size, plan.config.frames
+    frames = np.empty((n_frames, size * size), dtype=np.uint8)
+    labels = np.empty((n_frames, size * size), dtype=np.uint8)
+    ops, px = _NumpyOps(plan), _pixel_inputs(plan)
+    chunk = max(1, _CHUNK_PIXELS // (size * size))
     stages = {}
-    D = np.float32(0.15 * case.length_ed)  # beyond the epicardium, tissue motion fades out over D px
     for start in range(0, n_frames, chunk):
         rows = slice(start, min(n_frames, start + chunk))
-        t = rows.stop - rows.start
-        Lt = length[rows, None].astype(np.float32)
-        w_endo = endo_table[rows][:, idx]
-        w_epi = epi_table[rows][:, idx]
-        # signed distances (px, negative inside) to the LV cavity and the LV epicardium
-        d_cavity = np.maximum(np.maximum(abs_v - w_endo, -u), u - Lt)
-        d_cavity = np.where(w_endo > 0, d_cavity, np.maximum(d_cavity, 0.5))
-        d_epi = np.maximum(abs_v - w_epi, u - Lt)
-        chambers = _chambers(case, scene, c, length, rows)
-        cavity, epi = d_cavity <= 0, d_epi <= 0
-        la = (chambers["la"] <= 0) & ~epi
-        labels[rows] = (cavity.astype(np.uint8) + 2 * (epi & ~cavity) + 3 * la).reshape(t, size, size)
-
-        # tissue coordinates: where this pixel's tissue was at end-diastole (the speckle's frame)
-        u_ref = np.where(u < 0, u, np.where(u <= Lt, u * (case.length_ed / Lt), u + (case.length_ed - Lt)))
-        w_ref, e_ref = endo_ref_table[rows][:, idx], epi_ref_table[rows][:, idx]
-        safe_endo = np.maximum(w_endo, 1e-3)
-        a_ref = np.where(abs_v <= w_endo, abs_v * (w_ref / safe_endo),
-                         np.where(abs_v <= w_epi, w_ref + (abs_v - w_endo) * (e_ref - w_ref) / np.maximum(w_epi - w_endo, 1e-3),
-                                  np.where(abs_v <= w_epi + D, e_ref + (abs_v - w_epi) * ((w_epi + D - e_ref) / D), abs_v)))
-        v_ref = sign_v * a_ref
-        map_x = (case.apex[0] + u_ref * e[0] + v_ref * n[0] + scene.margin).astype(np.float32).reshape(t, size, size)
-        map_y = (case.apex[1] + u_ref * e[1] + v_ref * n[1] + scene.margin).astype(np.float32).reshape(t, size, size)
-        sampled = np.stack([cv2.remap(scene.texture, map_x[k], map_y[k], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-                            for k in range(t)]).reshape(t, pixels, 2)
-        speckle, texture = sampled[..., 0], sampled[..., 1]
-
-        # echogenicity: background, heart tissue, blood, pericardium, valves
-        heart = _soft(d_epi)
-        blood_other = np.zeros_like(heart)
-        for name, d in chambers.items():
-            wall = 0.03 * case.length_ed if name == "rv" else 0.035 * case.length_ed
-            heart = np.maximum(heart, _soft(d - wall))
-            blood_other = np.maximum(blood_other, _soft(d))
-        blood = np.maximum(_soft(d_cavity), blood_other * (1.0 - _soft(d_epi)))
-        echo = levels.background + (levels.myocardium * quality.contrast - levels.background) * heart
-        echo = echo + (levels.blood - echo) * blood
-        pericardium = np.clip(1.0 - np.abs(d_epi - 1.2), 0.0, 1.0) * scene.pericardium_side
-        echo = np.maximum(echo, levels.pericardium * pericardium)
-        band = scene.valve_band
-        if len(band):
-            bu, bv = u[band][None, :], v[band][None, :]
-            valve = np.zeros((t, len(band)), dtype=np.float32)
-            for anchor, direction, leaflet_len in leaflets:
-                au, av = anchor[rows, 0:1], anchor[rows, 1:2]
-                du_, dv_ = direction[rows, 0:1], direction[rows, 1:2]
-                ru, rv_ = bu - au, bv - av
-                along = np.clip(ru * du_ + rv_ * dv_, 0.0, leaflet_len[rows, None] if np.ndim(leaflet_len) else leaflet_len)
-                dist = np.hypot(ru - along * du_, rv_ - along * dv_)
-                valve = np.maximum(valve, np.clip(1.2 - dist, 0.0, 1.0))
-            echo[:, band] = np.maximum(echo[:, band], levels.valve * valve)
-        echo = echo * texture
-
-        amplitude = echo * speckle * scene.signal_gain + scene.haze
-        amplitude = amplitude + np.abs(rng.standard_normal(amplitude.shape, dtype=np.float32)) * scene.noise_gain
-        gray = (20.0 * np.log10(np.maximum(amplitude, 1e-6)) + case.dynamic_range_db) * (255.0 / case.dynamic_range_db)
-        gray = np.clip(gray, 0.0, 255.0) * scene.sector
-        frames[rows] = (gray + 0.5).astype(np.uint8).reshape(t, size, size)
-
+        labels[rows], frames[rows], parts = _form_chunk(ops, plan, px, rows)
         if stages_frame is not None and rows.start <= stages_frame < rows.stop:
-            k = stages_frame - rows.start
-            depth_cm = scene.depth_px * mm_per_pixel / 10.0
-            raw_loss = 10.0 ** (-attenuation_db(depth_cm, case.frequency_mhz) / 20.0)
+            stages = _stages(plan, parts, stages_frame - rows.start, labels[stages_frame], frames[stages_frame])
+    return frames.reshape(n_frames, size, size), labels.reshape(n_frames, size, size), stages
 
-            def img(a):
-                return np.asarray(a[k] if np.ndim(a) == 2 else a, dtype=np.float32).reshape(size, size)
 
-            def to_gray(a):
-                g = (20.0 * np.log10(np.maximum(a, 1e-6)) + case.dynamic_range_db) * (255.0 / case.dynamic_range_db)
-                return np.clip(g, 0, 255) * img(scene.sector)
+def _stages(plan: VideoPlan, parts: dict, k: int, labels: np.ndarray, frame: np.ndarray) -> dict:
+    """The teaching view of one frame (row ``k`` of the chunk's intermediates ``parts``)."""
+    case, scene, size = plan.case, plan.scene, plan.config.image_size
+    depth_cm = scene.depth_px * plan.mm_per_pixel / 10.0
+    raw_loss = 10.0 ** (-attenuation_db(depth_cm, case.frequency_mhz) / 20.0)
+    echo, speckle = parts["echo"], parts["speckle"]
 
-            stages = {
-                "labels": labels[stages_frame].copy(),
-                "echogenicity": img(echo),
-                "speckle": img(speckle),
-                "echo_x_speckle": img(echo * speckle),
-                "attenuated": img(echo * speckle) * img(raw_loss),
-                "after_tgc": img(echo * speckle * scene.signal_gain),
-                "sector": img(scene.sector),
-                "log_compressed": to_gray(img(echo * speckle * scene.signal_gain)),
-                "final": frames[stages_frame].astype(np.float32),
-                "attenuation_db_at_depth": float(attenuation_db(case.radius * mm_per_pixel / 10.0, case.frequency_mhz)),
-                "frequency_mhz": case.frequency_mhz, "dynamic_range_db": case.dynamic_range_db,
-            }
+    def img(a):
+        return np.asarray(a[k] if np.ndim(a) == 2 else a, dtype=np.float32).reshape(size, size)
 
-    tracings = {ed_frame: all_tracings[ed_frame].copy(), es_frame: all_tracings[es_frame].copy()}
-    video = SyntheticVideo(
-        name=video_name(seed, index), frames=frames, fps=case.fps, heart_rate_bpm=round(case.heart_rate_bpm, 2),
-        ef_percent=100.0 * (edv - esv) / edv, edv_ml=edv, esv_ml=esv, ed_frame=ed_frame, es_frame=es_frame,
-        phase=phase, tracings=tracings, labels=labels, wall_motion=case.wall_motion.copy(),
-        quality=case.quality, view=case.view, mm_per_pixel=mm_per_pixel, volumes_ml=volumes_ml,
-        all_tracings=all_tracings, target_ef_percent=case.target_ef_percent, seed=int(seed), index=int(index),
-    )
-    return video, stages
+    def to_gray(a):
+        g = (20.0 * np.log10(np.maximum(a, 1e-6)) + case.dynamic_range_db) * (255.0 / case.dynamic_range_db)
+        return np.clip(g, 0, 255) * img(scene.sector)
+
+    return {
+        "labels": labels.reshape(size, size).copy(),
+        "echogenicity": img(echo),
+        "speckle": img(speckle),
+        "echo_x_speckle": img(echo * speckle),
+        "attenuated": img(echo * speckle) * img(raw_loss),
+        "after_tgc": img(echo * speckle * scene.signal_gain),
+        "sector": img(scene.sector),
+        "log_compressed": to_gray(img(echo * speckle * scene.signal_gain)),
+        "final": frame.reshape(size, size).astype(np.float32),
+        "attenuation_db_at_depth": float(attenuation_db(case.radius * plan.mm_per_pixel / 10.0, case.frequency_mhz)),
+        "frequency_mhz": case.frequency_mhz, "dynamic_range_db": case.dynamic_range_db,
+    }
+
+
+class _TorchOps:
+    """The torch backend: numpy's names with torch's functions, ``grid_sample`` for the texture, a torch generator.
+
+    torch's functions want tensors where numpy takes Python numbers too, so the few that get a number
+    (a threshold, a clip bound) turn it into a bound of ``clamp``.
+    """
+
+    def __init__(self, plan: VideoPlan, device):
+        import torch
+
+        self.torch, self.device = torch, device
+        self.where, self.abs, self.sqrt, self.log10, self.hypot = (
+            torch.where, torch.abs, torch.sqrt, torch.log10, torch.hypot)
+        # [1, 2, H, W]: speckle and low-frequency texture as two channels of one image
+        self.texture = torch.from_numpy(np.ascontiguousarray(plan.scene.texture.transpose(2, 0, 1)))[None].to(device)
+        # noise for the whole video at once (so chunking cannot change it), seeded from the video's own
+        # generator: a device's output is a function of (seed, index) alone
+        generator = torch.Generator(device=device)
+        generator.manual_seed(int(copy.deepcopy(plan.rng).integers(2 ** 63)))
+        size = plan.config.image_size
+        self.noise_field = torch.randn((plan.config.frames, size * size), generator=generator, device=device)
+
+    def maximum(self, a, b):
+        torch = self.torch
+        if not isinstance(b, torch.Tensor):
+            return torch.clamp(a, min=b)
+        return torch.clamp(b, min=a) if not isinstance(a, torch.Tensor) else torch.maximum(a, b)
+
+    def minimum(self, a, b):
+        torch = self.torch
+        if not isinstance(b, torch.Tensor):
+            return torch.clamp(a, max=b)
+        return torch.clamp(b, max=a) if not isinstance(a, torch.Tensor) else torch.minimum(a, b)
+
+    def clip(self, a, low, high):
+        return self.minimum(self.maximum(a, low), high)
+
+    def zeros(self, shape):
+        return self.torch.zeros(shape, device=self.device)
+
+    def as_uint8(self, a):
+        return a.to(self.torch.uint8)
+
+    def noise(self, rows: slice, shape):
+        return self.noise_field[rows]
+
+    def sample(self, map_x, map_y):
+        """Bilinear texture lookup like ``cv2.remap(..., INTER_LINEAR, BORDER_REFLECT)``.
+
+        OpenCV puts pixel ``i``'s centre at coordinate ``i``; with ``align_corners=False``,
+        grid_sample's -1 and +1 are the image's outer edges, so ``x_norm = (2 x + 1) / W - 1``,
+        and its reflection padding mirrors about those edges, as BORDER_REFLECT does.
+        """
+        t, pixels = map_x.shape
+        height, width = self.texture.shape[-2:]
+        grid = self.torch.stack([(2.0 * map_x + 1.0) / width - 1.0, (2.0 * map_y + 1.0) / height - 1.0], dim=-1)
+        sampled = self.torch.nn.functional.grid_sample(
+            self.texture, grid.reshape(1, t * pixels, 1, 2), mode="bilinear", padding_mode="reflection",
+            align_corners=False).reshape(2, t, pixels)
+        return sampled[0], sampled[1]
+
+
+def _to_device(value, device):
+    """NumPy arrays (and lists/tuples of them) as tensors on ``device``: floats as float32, integers as int64."""
+    import torch
+
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device(item, device) for item in value)
+    if isinstance(value, np.ndarray):
+        dtype = np.float32 if np.issubdtype(value.dtype, np.floating) else np.int64
+        return torch.from_numpy(np.ascontiguousarray(value, dtype=dtype)).to(device)
+    return float(value)  # NumPy scalars as Python numbers (torch keeps float32 then)
+
+
+def _render_frames_torch(plan: VideoPlan, device):
+    """(frames, labels) uint8 NumPy ``[T, H, W]`` with the image formed by torch on ``device``."""
+    import torch
+
+    size, n_frames = plan.config.image_size, plan.config.frames
+    px = _pixel_inputs(plan)
+    px = _PixelInputs(**{f.name: _to_device(getattr(px, f.name), device) for f in dataclasses.fields(px)})
+    ops = _TorchOps(plan, device)
+    # a GPU wants the whole video in one step (fewer kernel launches); a CPU, a few frames at a time
+    chunk = n_frames if device.type != "cpu" else max(1, _CHUNK_PIXELS // (size * size))
+    frames = torch.empty((n_frames, size * size), dtype=torch.uint8, device=device)
+    labels = torch.empty_like(frames)
+    with torch.inference_mode():
+        for start in range(0, n_frames, chunk):
+            rows = slice(start, min(n_frames, start + chunk))
+            labels[rows], frames[rows], _ = _form_chunk(ops, plan, px, rows)
+    return (frames.reshape(n_frames, size, size).cpu().numpy(), labels.reshape(n_frames, size, size).cpu().numpy())
 
 
 # ============================================================================ datasets and speed
-def _make_one(args):
-    seed, index, config = args
-    return make_video(seed, index, config)
-
-
 def make_videos(seed: int, indices: Iterable[int] | int, config: SyntheticConfig | None = None,
-                workers: int = 1) -> list[SyntheticVideo]:
-    """Videos ``indices`` (or ``range(indices)``) of the dataset from ``seed``, optionally in worker processes."""
+                workers: int = 1, device=None) -> list[SyntheticVideo]:
+    """Videos ``indices`` (or ``range(indices)``) of the dataset from ``seed``, optionally in worker processes.
+
+    With a torch ``device``, the workers make the plans and this process forms the images on the
+    device (see :func:`iter_videos`). The result does not depend on ``workers``.
+    """
     indices = list(range(indices)) if isinstance(indices, (int, np.integer)) else [int(i) for i in indices]
-    jobs = [(seed, i, config) for i in indices]
-    if workers <= 1 or len(jobs) < 2:
-        return [_make_one(job) for job in jobs]
+    device = resolve_device(device)
+    if workers <= 1 or len(indices) < 2:
+        return [make_video(seed, i, config, device) for i in indices]
+    with worker_pool(workers) as pool:
+        return list(iter_videos(seed, indices, config, device=device, pool=pool, ahead=4 * workers))
+
+
+def worker_pool(workers: int):
+    """A process pool for :func:`iter_videos` (and whatever else the caller gives it, such as encoding).
+
+    The workers are forked, as a torch ``DataLoader``'s are: that is safe after this process has
+    started CUDA because they never touch the device (NumPy, OpenCV and files only), and it needs
+    no ``if __name__ == "__main__"`` guard in scripts and costs no re-import per worker.
+    """
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_make_one, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    return ProcessPoolExecutor(max_workers=workers)
+
+
+def iter_videos(seed: int, indices: Iterable[int], config: SyntheticConfig | None = None, *, device=None,
+                pool=None, ahead: int = 32):
+    """Videos ``indices`` in order, as a stream (a set of any size in bounded memory).
+
+    Without ``pool`` this process makes each one. With ``pool`` (from :func:`worker_pool`): on the
+    NumPy path the workers make whole videos; with a torch ``device`` they make the plans
+    (:func:`plan_video`, NumPy) and this process forms the images on the device, since a GPU
+    cannot be shared by worker processes. At most ``ahead`` videos are in flight.
+    """
+    device = resolve_device(device)
+    if pool is None:
+        yield from (make_video(seed, int(i), config, device) for i in indices)
+        return
+    task = make_video if device is None else plan_video
+    jobs = iter(indices)
+    pending = collections.deque(pool.submit(task, seed, int(i), config) for i in itertools.islice(jobs, max(1, ahead)))
+    while pending:
+        made = pending.popleft().result()
+        pending.extend(pool.submit(task, seed, int(i), config) for i in itertools.islice(jobs, 1))  # keep workers busy
+        yield made if device is None else render_plan(made, device)
 
 
 class SyntheticDataset:
@@ -934,21 +1231,41 @@ class SyntheticDataset:
         return f"SyntheticDataset(seed={self.seed}, videos={self.videos}, config={self.config})"
 
 
-def benchmark(config: SyntheticConfig | None = None, videos: int = 8, seed: int = 0) -> dict:
-    """Frames per second of :func:`make_video` on one CPU core (OpenCV limited to one thread)."""
+def benchmark(config: SyntheticConfig | None = None, videos: int = 8, seed: int = 0, device=None) -> dict:
+    """Frames per second of :func:`make_video` on one CPU core (OpenCV and torch held to one thread).
+
+    ``device``: None/"numpy" (the NumPy path), "cpu" (torch on the CPU) or a GPU ("cuda").
+    ``render_frames_per_second`` times the image formation alone (:func:`render_plan` of plans
+    made beforehand): the part a device takes over, while worker processes make the plans.
+    """
     import cv2
 
     config = SyntheticConfig(image_size=112, frames=64) if config is None else config
+    device = resolve_device(device)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    if device is not None:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
     try:
-        make_video(seed, 0, config)  # warm up imports and caches
+        make_video(seed, 0, config, device)  # warm up imports, caches and the device
         start = time.perf_counter()
         for i in range(videos):
-            make_video(seed, i, config)
+            make_video(seed, i, config, device)
         elapsed = time.perf_counter() - start
+        plans = [plan_video(seed, i, config) for i in range(videos)]
+        start = time.perf_counter()
+        for plan in plans:
+            render_plan(plan, device)  # returns NumPy arrays, so a GPU has finished when it returns
+        render_elapsed = time.perf_counter() - start
     finally:
         cv2.setNumThreads(threads)
+        if device is not None:
+            torch.set_num_threads(torch_threads)
     frames = videos * config.frames
-    return {"image_size": config.image_size, "frames_per_video": config.frames, "videos": videos,
-            "seconds": elapsed, "frames_per_second": frames / elapsed, "seconds_per_video": elapsed / videos}
+    return {"device": "numpy" if device is None else str(device), "image_size": config.image_size,
+            "frames_per_video": config.frames, "videos": videos, "seconds": elapsed,
+            "frames_per_second": frames / elapsed, "seconds_per_video": elapsed / videos,
+            "render_frames_per_second": frames / render_elapsed, "plan_seconds_per_video": (elapsed - render_elapsed) / videos}
