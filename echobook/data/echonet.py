@@ -695,18 +695,23 @@ def _tracing_rows(video) -> list[tuple]:
 
 
 def write_echonet(out_dir: str | Path, videos: Iterable, splits: Sequence[str], *,
-                  overwrite: bool = False) -> Path:
+                  overwrite: bool = False, pool=None, ahead: int = 8) -> Path:
     """Write videos (``SyntheticVideo``-like objects) in the EchoNet-Dynamic layout; returns ``out_dir``.
 
     Each video needs ``name``, ``frames`` (uint8 ``[T, H, W]``), ``fps``, ``ef_percent``,
     ``esv_ml``, ``edv_ml``, ``ed_frame``, ``es_frame`` and ``tracings`` ({frame: [21, 4]}).
     ``splits`` gives each video's TRAIN/VAL/TEST. The same inputs give the same bytes.
     A non-empty ``out_dir`` is refused unless ``overwrite``.
+    ``pool`` (a ``concurrent.futures`` executor) encodes the AVIs in its processes, at most ``ahead``
+    waiting: encoding takes about as long as making a video, so in one process it is the bottleneck
+    of a set formed on a GPU. The files are the same either way.
     """
+    from collections import deque
+
     out_dir = Path(out_dir)
     _prepare_output(out_dir, overwrite)
     splits = [str(s).strip().upper() for s in splits]
-    filelist_rows, tracing_rows, seen = [], [], set()
+    filelist_rows, tracing_rows, seen, encoding = [], [], set(), deque()
     for index, video in enumerate(videos):
         if index >= len(splits):
             raise ValueError(f"more videos than splits ({len(splits)})")
@@ -715,10 +720,18 @@ def write_echonet(out_dir: str | Path, videos: Iterable, splits: Sequence[str], 
         seen.add(video.name)
         frames = np.asarray(video.frames)
         fps = int(round(float(video.fps)))  # FileList stores whole FPS; the AVI gets the same number
-        save_video(out_dir / VIDEOS_DIR / f"{video.name}{VIDEO_SUFFIX}", frames, fps)
+        avi = out_dir / VIDEOS_DIR / f"{video.name}{VIDEO_SUFFIX}"
+        if pool is None:
+            save_video(avi, frames, fps)
+        else:
+            encoding.append(pool.submit(save_video, avi, frames, fps))
+            while len(encoding) > ahead:
+                encoding.popleft().result()  # also raises a worker's error here
         filelist_rows.append((video.name, float(video.ef_percent), float(video.esv_ml), float(video.edv_ml),
                               frames.shape[1], frames.shape[2], fps, frames.shape[0], splits[index]))
         tracing_rows += _tracing_rows(video)
+    for job in encoding:
+        job.result()
     if len(filelist_rows) != len(splits):
         raise ValueError(f"{len(splits)} splits for {len(filelist_rows)} videos")
     pd.DataFrame(filelist_rows, columns=list(FILELIST_COLUMNS)).to_csv(
@@ -752,9 +765,8 @@ def synth_echonet(out_dir: str | Path, videos: int, seed: int, config=None, *,
         return write_echonet(out_dir, _report_progress(made, videos, progress, every=8), splits, overwrite=True)
     with synthetic.worker_pool(workers) as pool:
         made = synthetic.iter_videos(seed, range(videos), config, device=device, pool=pool, ahead=4 * workers)
-        _write_echonet_in_pool(out_dir, _report_progress(made, videos, progress, every=8 * workers), splits,
-                               pool, ahead=4 * workers)
-    return out_dir
+        return write_echonet(out_dir, _report_progress(made, videos, progress, every=8 * workers), splits,
+                             overwrite=True, pool=pool, ahead=4 * workers)
 
 
 def _report_progress(videos: Iterable, total: int, progress: bool, every: int):
@@ -763,32 +775,6 @@ def _report_progress(videos: Iterable, total: int, progress: bool, every: int):
         if progress and index % every == 0:
             print(f"synth echonet: videos {index + 1}-{min(index + every, total)} of {total}", flush=True)
         yield video
-
-
-def _write_echonet_in_pool(out_dir: Path, videos: Iterable, splits: Sequence[str], pool, ahead: int) -> None:
-    """What :func:`write_echonet` writes (the same bytes), with the AVIs encoded in ``pool``'s processes.
-
-    Encoding takes about as long as making a video, so in one process it would be the bottleneck
-    of a device-rendered set; at most ``ahead`` videos wait to be encoded.
-    """
-    from collections import deque
-
-    filelist_rows, tracing_rows, encoding = [], [], deque()
-    for split, video in zip(splits, videos):
-        fps = int(round(float(video.fps)))  # FileList stores whole FPS; the AVI gets the same number
-        count, height, width = video.frames.shape
-        encoding.append(pool.submit(save_video, out_dir / VIDEOS_DIR / f"{video.name}{VIDEO_SUFFIX}", video.frames, fps))
-        filelist_rows.append((video.name, float(video.ef_percent), float(video.esv_ml), float(video.edv_ml),
-                              height, width, fps, count, str(split).strip().upper()))
-        tracing_rows += _tracing_rows(video)
-        while len(encoding) > ahead:
-            encoding.popleft().result()  # also raises a worker's error here
-    for job in encoding:
-        job.result()
-    pd.DataFrame(filelist_rows, columns=list(FILELIST_COLUMNS)).to_csv(
-        out_dir / FILELIST_NAME, index=False, float_format="%.8f", lineterminator="\n")
-    pd.DataFrame(tracing_rows, columns=list(TRACING_COLUMNS)).to_csv(
-        out_dir / TRACINGS_NAME, index=False, float_format="%.6f", lineterminator="\n")
 
 
 # --------------------------------------------------------------------------------------------- a reusable synthetic set
