@@ -12,6 +12,10 @@
   last state (model, optimiser, epoch) each epoch, both written atomically; a fit that an
   interruption does not lose.
 
+Rates, schedule and dropouts default to CoReEcho's. A size preset's ``learner_kwargs`` (see
+:mod:`echobook.config`) swap in the recipe a tiny encoder trained from scratch on a CPU needs: a tenfold
+rate after a warm-up (:func:`lr_scheduler`'s ``"one_cycle"``) and no dropout.
+
 Batches: ``[B, 1, F, H, W]`` clips (one per video) or ``[B, 2, 1, F, H, W]`` (two per video, stage 1)
 with EF targets ``[B]`` in percent, as :mod:`echobook.data.clips` gives them.
 On a CUDA device the learners train under bfloat16 autocast (fastai's ``to_bf16``); on a CPU in float32.
@@ -47,6 +51,7 @@ COREECHO_LR_DROP_FACTOR = 0.1
 COREECHO_LR_DROP_AT = 15 / 25  # the drop happens at epoch 15 of 25: 60% of the way through
 COREECHO_TEMPERATURE = 1.0  # RnC temperature of the README command (the RnC reference uses 2)
 COREECHO_ENCODER_DROP_RATE = 0.1  # UniFormer dropout in CoReEcho's backbone
+COREECHO_HEAD_DROPOUT = 0.4  # both dropouts of CoReEcho's MLP head
 
 BEST_FILE = "best.pth"
 LAST_FILE = "last.pth"
@@ -105,12 +110,13 @@ def _embed_dim(encoder: nn.Module) -> int:
 
 
 def coreecho_model(encoder: str | nn.Module = "uniformer_s", *, mean_ef_percent: float = ECHONET_MEAN_EF_PERCENT,
-                   **encoder_kwargs) -> CoReEchoModel:
+                   head_dropout: float = COREECHO_HEAD_DROPOUT, **model_kwargs) -> CoReEchoModel:
     """A UniFormer (by name, CoReEcho's dropout 0.1 unless given) or any encoder with ``embed_dim``,
-    followed by CoReEcho's MLP head."""
+    followed by CoReEcho's MLP head (dropout 0.4 unless given)."""
     if isinstance(encoder, str):
-        encoder = create_model(encoder, **{"drop_rate": COREECHO_ENCODER_DROP_RATE, **encoder_kwargs})
-    return CoReEchoModel(encoder, CoReEchoRegressor(_embed_dim(encoder), mean_ef_percent=mean_ef_percent))
+        encoder = create_model(encoder, **{"drop_rate": COREECHO_ENCODER_DROP_RATE, **model_kwargs})
+    head = CoReEchoRegressor(_embed_dim(encoder), dropout=head_dropout, mean_ef_percent=mean_ef_percent)
+    return CoReEchoModel(encoder, head)
 
 
 def training_mean_ef_percent(dls) -> float:
@@ -145,7 +151,9 @@ class Stage1Loss(nn.Module):
 
     def parts(self, pred: Stage1Output, ef_percent: torch.Tensor) -> dict[str, torch.Tensor]:
         labels = repeat_per_clip(ef_percent.float(), pred.embeddings.shape[0] // ef_percent.numel())
-        rnc = self.rnc(pred.embeddings, labels)
+        # A batch of one clip (a loader's last partial batch, in one-clip validation) has no pair to rank:
+        # its RnC term is 0 rather than an error (training loaders drop partial batches, so only validation meets it).
+        rnc = self.rnc(pred.embeddings, labels) if labels.numel() > 1 else pred.embeddings.sum() * 0.0
         l1 = F.l1_loss(pred.ef_percent.float().reshape(-1), labels)
         return {"total": rnc + self.l1_weight * l1, "rnc": rnc, "l1": l1}
 
@@ -164,6 +172,28 @@ def step_schedule(lr: float, drop_at: float = COREECHO_LR_DROP_AT, factor: float
     def schedule(pos: float) -> float:
         return lr * factor if pos >= drop_at - 1e-9 else lr
     return schedule
+
+
+LR_SCHEDULES = ("step", "one_cycle", "constant")
+
+
+def lr_scheduler(lr: float, schedule: str = "step", drop_at: float | None = COREECHO_LR_DROP_AT) -> list[Callback]:
+    """The learning-rate schedule as callbacks, so that a plain ``learn.fit(epochs)`` follows it.
+
+    - ``"step"``: CoReEcho's: ``lr``, times 0.1 from the fraction ``drop_at`` of training on;
+    - ``"one_cycle"``: fastai's one-cycle shape (a quarter of warm-up from ``lr / 25``, then cosine
+      annealing to ``lr / 1e5``). The warm-up matters for a network trained from scratch at a large
+      rate: its first steps, taken with random features, otherwise push the L1 output to a constant;
+    - ``"constant"`` (or ``drop_at=None`` with ``"step"``): no schedule.
+    """
+    from fastai.callback.schedule import combined_cos
+
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}: choose one of {LR_SCHEDULES}")
+    if schedule == "constant" or (schedule == "step" and drop_at is None):
+        return []
+    shape = step_schedule(lr, drop_at) if schedule == "step" else combined_cos(0.25, lr / 25, lr, lr / 1e5)
+    return [ParamScheduler({"lr": shape})]
 
 
 class FrozenEncoderEval(Callback):
@@ -299,42 +329,45 @@ def _learner(dls, model: nn.Module, loss_func, *, lr: float, weight_decay: float
 
 
 def l1_learner(dls, model: str | nn.Module = "uniformer_s", *, lr: float = COREECHO_LR,
-               weight_decay: float = COREECHO_WEIGHT_DECAY, lr_drop_at: float | None = COREECHO_LR_DROP_AT,
-               metrics=None, cbs=None, bf16: bool | None = None, path=None, **encoder_kwargs) -> Learner:
+               weight_decay: float = COREECHO_WEIGHT_DECAY, schedule: str = "step",
+               lr_drop_at: float | None = COREECHO_LR_DROP_AT,
+               metrics=None, cbs=None, bf16: bool | None = None, path=None, **model_kwargs) -> Learner:
     """The whole model trained with L1 on one clip per video: the paper's ablation baseline.
 
     ``model``: a UniFormer name (gets CoReEcho's head), ``"r2plus1d_18"`` (EchoNet's model), or a
     module giving ``[B]`` EF. The head's bias starts at the training set's mean EF.
-    ``lr_drop_at=None`` keeps the rate constant (e.g. for ``fit_one_cycle``).
+    ``model_kwargs`` go to :func:`coreecho_model` (a preset's ``model_kwargs``: the dropouts) or to
+    ``create_model``. ``schedule``: see :func:`lr_scheduler` (``"constant"`` to call ``fit_one_cycle``).
     """
     mean_ef_percent = training_mean_ef_percent(dls)
     if isinstance(model, str):
         if model in UNIFORMER_CONFIGS:
-            model = coreecho_model(model, mean_ef_percent=mean_ef_percent, **encoder_kwargs)
+            model = coreecho_model(model, mean_ef_percent=mean_ef_percent, **model_kwargs)
         else:
-            model = create_model(model, mean_ef_percent=mean_ef_percent, **encoder_kwargs)
-    schedule = [] if lr_drop_at is None else [ParamScheduler({"lr": step_schedule(lr, lr_drop_at)})]
+            model = create_model(model, mean_ef_percent=mean_ef_percent, **model_kwargs)
     return _learner(dls, model, L1EFLoss(), lr=lr, weight_decay=weight_decay, metrics=metrics,
-                    cbs=[*schedule, *(cbs or [])], bf16=bf16, path=path)
+                    cbs=[*lr_scheduler(lr, schedule, lr_drop_at), *(cbs or [])], bf16=bf16, path=path)
 
 
 def coreecho_stage1_learner(dls_two_clips, encoder: str | nn.Module = "uniformer_s", *,
                             model: CoReEchoModel | None = None,
                             lr: float = COREECHO_LR, weight_decay: float = COREECHO_WEIGHT_DECAY,
-                            lr_drop_at: float = COREECHO_LR_DROP_AT, temperature: float = COREECHO_TEMPERATURE,
+                            schedule: str = "step", lr_drop_at: float | None = COREECHO_LR_DROP_AT,
+                            temperature: float = COREECHO_TEMPERATURE,
                             metrics=None, cbs=None, bf16: bool | None = None, path=None,
-                            **encoder_kwargs) -> Learner:
+                            **model_kwargs) -> Learner:
     """CoReEcho stage 1 on a two-clip loader (``[B, 2, 1, F, H, W]``): RnC on the encoder's embeddings,
     L1 on the head through a stop-gradient (:class:`CoReEchoModel`, :class:`Stage1Loss`).
 
-    Validation metrics average each video's two clips. Train with ``learn.fit(epochs)`` (the step
-    decay is a ParamScheduler already in the learner) or :func:`fit_resumable`.
+    Validation metrics average each video's two clips. Train with ``learn.fit(epochs)`` (the
+    ``schedule``, CoReEcho's step decay by default, is a ParamScheduler already in the learner) or
+    :func:`fit_resumable`.
     """
     if model is None:
-        model = coreecho_model(encoder, mean_ef_percent=training_mean_ef_percent(dls_two_clips), **encoder_kwargs)
-    schedule = ParamScheduler({"lr": step_schedule(lr, lr_drop_at)})
+        model = coreecho_model(encoder, mean_ef_percent=training_mean_ef_percent(dls_two_clips), **model_kwargs)
     return _learner(dls_two_clips, model, Stage1Loss(temperature), lr=lr, weight_decay=weight_decay,
-                    metrics=metrics, cbs=[schedule, *(cbs or [])], bf16=bf16, path=path)
+                    metrics=metrics, cbs=[*lr_scheduler(lr, schedule, lr_drop_at), *(cbs or [])], bf16=bf16,
+                    path=path)
 
 
 def freeze_encoder(model: nn.Module) -> nn.Module:

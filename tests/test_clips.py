@@ -11,6 +11,7 @@ from fastai.data.core import DataLoaders
 from echobook.data.clips import (
     ClipDataLoader, ClipDataset, VideoStore, average_per_video, clip_dataloaders, clip_indices,
     echonet_dataloaders, eval_dataloader, eval_starts, normalisation_stats, random_shift, random_starts,
+    shift_pad_pixels,
 )
 from echobook.data.echonet import read_echonet
 from test_echonet import SIZE, write_fake_set
@@ -167,6 +168,14 @@ def test_echonet_dataloaders_with_a_preset(fake_root):
     dls = echonet_dataloaders(fake_root, "smoke", batch_size=2)
     x, _ = dls.train.one_batch()
     assert x.shape == (2, 1, 8, 48, 48)  # smoke preset: 8 frames, videos resized 32 -> 48
+
+
+def test_the_shift_scales_with_the_frame(fake_root):
+    """CoReEcho's 112 -> 124 -> 112 pad-and-crop keeps its fraction of the frame at other sizes."""
+    assert [shift_pad_pixels(size) for size in (112, 64, 48)] == [12, 7, 5]
+    dls = echonet_dataloaders(fake_root, "smoke", batch_size=2)
+    assert dls.train.after_batch.pad_pixels == shift_pad_pixels(48)  # validation clips are never shifted
+    assert echonet_dataloaders(fake_root, "smoke", batch_size=2, pad_pixels=0).train.after_batch.pad_pixels == 0
 
 
 def test_fastai_learner_trains_and_predicts_in_order(fake_root):

@@ -16,7 +16,7 @@ from echobook.data.clips import ClipDataset, VideoStore, clip_dataloader
 from echobook.learners import (
     BEST_FILE, LAST_FILE, CancelAfterEpoch, CheckpointCallback, CoReEchoModel, Stage1Output, atomic_save,
     coreecho_model, coreecho_stage1_learner, coreecho_stage2_learner, evaluate, fit_resumable, l1_learner,
-    step_schedule,
+    lr_scheduler, step_schedule,
 )
 
 CLIP_FRAMES, CLIP_STRIDE, VIDEO_FRAMES, SIDE = 8, 1, 12, 32
@@ -114,6 +114,20 @@ def test_stage1_stop_gradient():
             torch.testing.assert_close(param.grad, expected)
 
 
+def test_stage1_loss_of_a_single_clip_batch_is_its_l1_alone():
+    """The last partial batch of a one-clip validation loader can hold one clip: RnC has no pair there."""
+    from echobook.learners import Stage1Loss
+
+    embeddings = torch.randn(1, 4, requires_grad=True)
+    pred = Stage1Output(embeddings, torch.tensor([50.0]))
+    parts = Stage1Loss().parts(pred, torch.tensor([47.0]))
+    assert parts["rnc"].item() == 0.0 and parts["total"].item() == pytest.approx(3.0)
+    parts["total"].backward()  # still a graph: fastai may call backward on it
+    with pytest.raises(ValueError, match="at least 2"):
+        from echobook.losses import RnCLoss
+        RnCLoss()(embeddings, torch.tensor([47.0]))  # the loss itself still refuses
+
+
 def test_stage1_labels_follow_the_flattened_clip_order():
     """A video's two clips are neighbours after flattening, so labels repeat_interleave, not tile."""
     from echobook.learners import flatten_clips, repeat_per_clip
@@ -147,6 +161,20 @@ def test_stage1_optimiser_and_step_decay():
     # 5 epochs: the drop at 60% falls on epoch 3, like epoch 15 of 25
     assert by_epoch == {0: {1e-4}, 1: {1e-4}, 2: {1e-4}, 3: {1e-5}, 4: {1e-5}}
     assert step_schedule(1.0)(15 / 25) == pytest.approx(0.1) and step_schedule(1.0)(14.99 / 25) == 1.0
+
+
+def test_one_cycle_warms_up_then_anneals_and_bad_names_fail():
+    (scheduler,) = lr_scheduler(1e-3, "one_cycle")
+    shape = scheduler.scheds["lr"]
+    assert shape(0.0) == pytest.approx(1e-3 / 25)  # warm-up from lr / 25
+    assert shape(0.25) == pytest.approx(1e-3)  # the peak a quarter of the way
+    assert shape(0.1) < shape(0.2) < shape(0.25) and shape(0.5) > shape(0.9) > shape(1.0)
+    assert shape(1.0) == pytest.approx(1e-8)  # annealed to lr / 1e5
+    assert lr_scheduler(1e-3, "constant") == [] and lr_scheduler(1e-3, "step", drop_at=None) == []
+    with pytest.raises(ValueError, match="schedule='cosine'"):
+        lr_scheduler(1e-3, "cosine")
+    with pytest.raises(ValueError, match="schedule='cosine'"):
+        l1_learner(tiny_dls(), "uniformer_xxs", schedule="cosine")
 
 
 def test_l1_learner_builds_the_uniformer_and_the_r2plus1d_baselines():

@@ -33,6 +33,13 @@ from fastai.data.load import DataLoader
 from echobook.data.echonet import EchoNetDataset, load_video, probe_video, read_echonet
 
 CROP_PAD_PIXELS = 12  # pad to size + 12 then crop back (EchoNet/CoReEcho: 112 -> 124 -> 112)
+ECHONET_FRAME_PIXELS = 112  # EchoNet-Dynamic's frames, on which that pad is defined
+
+
+def shift_pad_pixels(image_size: int) -> int:
+    """CoReEcho's pad-and-crop scaled to ``image_size``: the same fraction of the frame (5 % a side at
+    112 pixels), so a 48-pixel frame shifts by up to 2-3 pixels, not the 6 of a 112-pixel one."""
+    return round(CROP_PAD_PIXELS * image_size / ECHONET_FRAME_PIXELS)
 CACHE_LIMIT_BYTES = 1 << 30  # hold videos in memory when they fit in 1 GiB; else read lazily
 STATS_MAX_VIDEOS = 128  # training videos sampled for mean/std (EchoNet's get_mean_and_std uses 128)
 
@@ -303,16 +310,19 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
                      batch_size: int, two_clips: bool = False, clips_per_video: int = 1, eval_clips: int = 3,
                      image_size: int | None = None, device: torch.device | str | None = None,
                      cache: bool | None = None, stats: tuple[float, float] | None = None,
-                     seed: int = 0, num_workers: int | None = None) -> DataLoaders:
+                     seed: int = 0, num_workers: int | None = None, pad_pixels: int | None = None) -> DataLoaders:
     """fastai ``DataLoaders`` of EF clips: ``train`` with random starts and shifts, ``valid`` with fixed starts.
 
     ``two_clips`` gives CoReEcho stage 1's ``[B, 2, 1, F, H, W]``; otherwise ``[B, 1, F, H, W]``.
     Videos are resized to ``image_size`` pixels a side (default: :func:`common_image_size`).
     ``num_workers=None``: none for videos held in memory, :func:`auto_workers` for lazily read ones.
     ``stats`` (mean, std) defaults to :func:`normalisation_stats` of the training videos;
-    the result's ``normalisation`` attribute holds it.
+    the result's ``normalisation`` attribute holds it. ``pad_pixels``: the training shift's pad
+    (default :func:`shift_pad_pixels` of the image size; 0 turns the shift off).
     """
     image_size = image_size or common_image_size(train)
+    if pad_pixels is None:
+        pad_pixels = shift_pad_pixels(image_size) if image_size else CROP_PAD_PIXELS
     train_store = VideoStore.from_dataset(train, cache=cache, image_size=image_size)
     valid_store = VideoStore.from_dataset(valid, cache=cache, image_size=image_size)
     mean, std = stats if stats is not None else normalisation_stats(train_store, seed=seed)
@@ -322,7 +332,8 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
     common = dict(clip_frames=clip_frames, clip_stride=clip_stride, clips_per_item=per_item, eval_clips=eval_clips)
     loaders = [
         clip_dataloader(ClipDataset(train_store, train.ef_percent, train=True, clips_per_video=clips_per_video, **common),
-                        batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers),
+                        batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers,
+                        pad_pixels=pad_pixels),
         clip_dataloader(ClipDataset(valid_store, valid.ef_percent, train=False, **common),
                         batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers),
     ]
@@ -333,10 +344,12 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
 
 def echonet_dataloaders(root: str | Path, preset=None, *, two_clips: bool = False, device=None,
                         clips_per_video: int = 1, cache: bool | None = None, seed: int = 0,
-                        batch_size: int | None = None, num_workers: int | None = None) -> DataLoaders:
+                        batch_size: int | None = None, num_workers: int | None = None,
+                        pad_pixels: int | None = None) -> DataLoaders:
     """TRAIN/VAL loaders of an EchoNet-style folder with a size preset's clip settings.
 
     ``preset``: a :class:`echobook.config.SizePreset`, a size name, or None for ``auto``.
+    ``pad_pixels``: see :func:`clip_dataloaders`.
     """
     from echobook.config import SizePreset, get_preset
 
@@ -346,7 +359,7 @@ def echonet_dataloaders(root: str | Path, preset=None, *, two_clips: bool = Fals
         dataset.subset("TRAIN"), dataset.subset("VAL"), clip_frames=preset.clip_frames,
         clip_stride=preset.clip_stride, batch_size=batch_size or preset.batch_size, two_clips=two_clips,
         clips_per_video=clips_per_video, eval_clips=preset.eval_clips, image_size=preset.crop_size,
-        device=device, cache=cache, seed=seed, num_workers=num_workers,
+        device=device, cache=cache, seed=seed, num_workers=num_workers, pad_pixels=pad_pixels,
     )
 
 
