@@ -756,7 +756,7 @@ def synth_echonet(out_dir: str | Path, videos: int, seed: int, config=None, *,
 
     if videos < 1:
         raise ValueError(f"videos={videos}: need at least one")
-    device = synthetic.resolve_device(device)  # a bad device fails before anything is written
+    device = synthetic.render_device(device)  # a bad device fails before anything is written
     out_dir = Path(out_dir)
     _prepare_output(out_dir, overwrite)  # refuse before spending minutes on generation
     splits = assign_splits(videos, seed)
@@ -803,10 +803,10 @@ def cached_synthetic_echonet(videos: int, seed: int, config=None, *, cache_dir: 
     name and renamed when complete, so an interrupted run never leaves a half set to be reused.
     ``device`` (see :func:`synth_echonet`) forms other pixels, so a device's set is named after it.
     """
-    from echobook.data.synthetic import SyntheticConfig, resolve_device
+    from echobook.data.synthetic import SyntheticConfig, render_device
 
     config = SyntheticConfig() if config is None else config
-    device = resolve_device(device)
+    device = render_device(device)
     base = Path(cache_dir or os.environ.get(CACHE_ENV, "") or Path(tempfile.gettempdir()) / "echobook-cache")
     on = "" if device is None else f"-{device.type}"
     final = base / (f"echonet-{config.image_size}px-{config.frames}f-{videos}v-seed{seed}{on}-"

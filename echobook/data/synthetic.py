@@ -51,6 +51,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import functools
 import hashlib
 import itertools
 import math
@@ -835,7 +836,7 @@ def plan_video(seed: int, index: int, config: SyntheticConfig | None = None) -> 
 
 def render_plan(plan: VideoPlan, device=None) -> SyntheticVideo:
     """Step 5, image formation, of a plan on ``device`` (see :func:`make_video`); the plan is left as it was."""
-    device = resolve_device(device)
+    device = render_device(device)
     if device is None:
         frames, labels, _ = _render_frames_numpy(plan)
     else:
@@ -852,17 +853,28 @@ def render_plan(plan: VideoPlan, device=None) -> SyntheticVideo:
     )
 
 
-def resolve_device(device):
-    """None for the NumPy path (``None`` or ``"numpy"``), else the ``torch.device`` asked for, checked to be usable."""
+def render_device(device):
+    """The backend of the image formation: None for NumPy (``None`` or ``"numpy"``), else the ``torch.device``
+    asked for, checked to be usable.
+
+    Unlike :func:`echobook.config.resolve_device` there is no ``auto`` and no fall-back to the CPU: the
+    device decides the bytes, so a set asked for on ``cuda`` must not quietly come from another one.
+    """
     if device is None or (isinstance(device, str) and device.strip().lower() == "numpy"):
         return None
+    return _usable_torch_device(str(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _usable_torch_device(name: str):
+    """``torch.device(name)``, allocated on once (cached: every video of a set asks again)."""
     import torch
 
     try:
-        resolved = torch.device(device)
+        resolved = torch.device(name)
         torch.empty(1, device=resolved)  # fails here, not mid-video, when the device is absent
     except (RuntimeError, TypeError, AssertionError) as error:
-        raise ValueError(f"device={device!r}: not 'numpy' or a usable torch device "
+        raise ValueError(f"device={name!r}: not 'numpy' or a usable torch device "
                          f"('cpu', 'cuda', 'cuda:1', ...): {error}") from None
     return resolved
 
@@ -1162,7 +1174,7 @@ def make_videos(seed: int, indices: Iterable[int] | int, config: SyntheticConfig
     device (see :func:`iter_videos`). The result does not depend on ``workers``.
     """
     indices = list(range(indices)) if isinstance(indices, (int, np.integer)) else [int(i) for i in indices]
-    device = resolve_device(device)
+    device = render_device(device)
     if workers <= 1 or len(indices) < 2:
         return [make_video(seed, i, config, device) for i in indices]
     with worker_pool(workers) as pool:
@@ -1190,7 +1202,7 @@ def iter_videos(seed: int, indices: Iterable[int], config: SyntheticConfig | Non
     (:func:`plan_video`, NumPy) and this process forms the images on the device, since a GPU
     cannot be shared by worker processes. At most ``ahead`` videos are in flight.
     """
-    device = resolve_device(device)
+    device = render_device(device)
     if pool is None:
         yield from (make_video(seed, int(i), config, device) for i in indices)
         return
@@ -1241,7 +1253,7 @@ def benchmark(config: SyntheticConfig | None = None, videos: int = 8, seed: int 
     import cv2
 
     config = SyntheticConfig(image_size=112, frames=64) if config is None else config
-    device = resolve_device(device)
+    device = render_device(device)
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     if device is not None:
