@@ -1,12 +1,12 @@
 # Two commands do everything on a fresh machine with Python 3.10+:
 #   make book   set up .venv, execute every chapter of _toc.yml on the synthetic default, build _build/html
-#   make test   set up .venv and run the whole test suite (unit tests, chapters by papermill, nbval, rendered book)
+#   make test   set up .venv and run the whole test suite (unit tests, chapters by papermill, rendered book)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.echobook-installed
 
-.PHONY: install book test lab clean-book
+.PHONY: install book test nbval lab clean-book
 
 install: $(INSTALLED)
 
@@ -23,6 +23,10 @@ book: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# nbval over the stored notebooks (a second execution of what `make test` already runs on the reader's path)
+nbval: $(INSTALLED)
+	ECHOBOOK_SIZE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 book/
 
 lab: $(INSTALLED)
 	$(VENV)/bin/jupyter lab book/

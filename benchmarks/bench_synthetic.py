@@ -43,7 +43,8 @@ def compare_backends(devices: list[str], videos: int) -> None:
             print(f"{name:6s} {preset.image_size:3d} px x {preset.video_frames:3d} f {r['device']:>6s} "
                   f"{r['frames_per_second']:9.0f} {r['render_frames_per_second']:10.0f} "
                   f"{r['seconds_per_video'] * 1000:9.1f} {r['plan_seconds_per_video'] * 1000:8.1f}"
-                  + (f"   full set on one core: {preset.videos * r['seconds_per_video']:.0f} s" if name == "full" else ""))
+                  + (f"   full set on one core: {preset.videos * r['seconds_per_video']:.0f} s"
+                     if name == "full" else ""))
 
 
 def time_sets(workers: int) -> None:
@@ -56,16 +57,14 @@ def time_sets(workers: int) -> None:
 
 def time_full_set(workers: int, device: str, videos: int | None) -> None:
     """Write the full preset's set (or its first ``videos``) as `echobook synth echonet` does, timed."""
-    from echobook.data.echonet import synth_echonet
-
     preset = PRESETS["full"]
     count = preset.videos if videos is None else min(videos, preset.videos)
     print(f"the same as: echobook synth echonet OUT --preset full --videos {count} --workers {workers} "
           f"--device {device} --quiet")
     with tempfile.TemporaryDirectory(prefix="echobook-full-set-") as out:
         start = time.perf_counter()
-        synth_echonet(out, count, 0, synthetic.config_for_preset(preset), overwrite=True, workers=workers,
-                      device=device)
+        synthetic.synth_echonet(out, count, 0, synthetic.config_for_preset(preset), overwrite=True, workers=workers,
+                                device=device)
         elapsed = time.perf_counter() - start
         size_mb = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file()) / 1e6
     print(f"full preset ({preset.image_size} px x {preset.video_frames} frames), device {device}, {workers} workers: "

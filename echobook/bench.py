@@ -2,7 +2,7 @@
 
 1. Training clips per second of a UniFormer stage-1 step (two clips per video, RnC + L1 through the
    stop-gradient, AdamW step), in float32 and, on CUDA, under bfloat16 autocast. On a CPU the
-   encoder and clip size come from the ``small`` preset at most (UniFormer-S at 36x112x112 would take
+   encoder (CoReEcho's recipe) and clip size come from the ``small`` size at most (UniFormer-S at 36x112x112 would take
    minutes a step there), and the table says so.
 2. The RnC loss, vectorised (:func:`echobook.losses.rnc_loss`) against an explicit per-anchor Python
    loop, forward and backward at 2N = 32 embeddings of the encoder's width; their ratio.
@@ -86,11 +86,11 @@ def bench_preset(size: str, device: torch.device):
     return PRESETS[name], ""
 
 
-def training_step_clips_per_s(preset, device: torch.device, steps: int, bf16: bool) -> float:
-    """Clips per second of full stage-1 steps (forward, loss, backward, AdamW) on random clips."""
-    from echobook.learners import Stage1Loss, coreecho_model
+def training_step_clips_per_s(preset, encoder: str, device: torch.device, steps: int, bf16: bool) -> float:
+    """Clips per second of full stage-1 steps (forward, loss, backward, AdamW) of ``encoder`` on random clips."""
+    from echobook.methods.coreecho import Stage1Loss, coreecho_model
 
-    model = coreecho_model(preset.encoder).to(device).train()
+    model = coreecho_model(encoder).to(device).train()
     loss_func = Stage1Loss()
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
     clips = torch.randn(preset.batch_size, 2, 1, preset.clip_frames, preset.crop_size, preset.crop_size,
@@ -167,13 +167,15 @@ def run_bench(size: str = "auto", device: str = "auto", steps: int = 5) -> dict:
     """All measurements as a JSON-ready dict (see the module doc)."""
     from echobook.config import resolve_device
 
-    chosen = resolve_device(device)
-    preset, note = bench_preset(size, chosen)
+    from echobook.methods import coreecho
     from echobook.models import create_model
 
-    embed_dim = create_model(preset.encoder).embed_dim
-    train_fp32 = training_step_clips_per_s(preset, chosen, steps, bf16=False)
-    train_bf16 = training_step_clips_per_s(preset, chosen, steps, bf16=True) if chosen.type == "cuda" else None
+    chosen = resolve_device(device)
+    preset, note = bench_preset(size, chosen)
+    encoder = coreecho.recipe(preset.name).encoder
+    embed_dim = create_model(encoder).embed_dim
+    train_fp32 = training_step_clips_per_s(preset, encoder, chosen, steps, bf16=False)
+    train_bf16 = training_step_clips_per_s(preset, encoder, chosen, steps, bf16=True) if chosen.type == "cuda" else None
     fastest_train = max(v for v in (train_fp32, train_bf16) if v is not None)
     data = data_path_clips_per_s(preset, chosen, steps)
     notes = [n for n in (note, "" if chosen.type == "cuda" else "bfloat16 autocast: CUDA only, not measured")
@@ -185,9 +187,9 @@ def run_bench(size: str = "auto", device: str = "auto", steps: int = 5) -> dict:
         "torch": torch.__version__,
         "cpu_threads": torch.get_num_threads(),
         "size": preset.name,
-        "preset": {k: v for k, v in dataclasses.asdict(preset).items()
-                   if k in ("encoder", "batch_size", "clip_frames", "clip_stride", "crop_size", "video_frames",
-                            "image_size")},
+        "preset": {"encoder": encoder, **{k: v for k, v in dataclasses.asdict(preset).items()
+                                          if k in ("batch_size", "clip_frames", "clip_stride", "crop_size",
+                                                   "video_frames", "image_size")}},
         "steps": steps,
         "train_clips_per_s_fp32": train_fp32,
         "train_clips_per_s_bf16": train_bf16,

@@ -5,7 +5,7 @@ and passes them to :func:`setup`, which resolves them into a :class:`Settings`.
 
 Precedence for the size: an explicit ``SIZE`` (``smoke``, ``small``, ``full``)
 wins; ``SIZE="auto"`` (the default) takes ``$ECHOBOOK_SIZE`` when it is set, and
-otherwise ``full`` on a GPU and ``small`` on a CPU. So nbval and the book build
+otherwise ``full`` on a GPU and ``small`` on a CPU. So the tests and the book build
 choose a size through the environment, and papermill through the parameter.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +29,12 @@ AUTO = "auto"
 
 @dataclass(frozen=True)
 class SizePreset:
-    """Every size-dependent number a chapter uses, in one place.
+    """The data and clip numbers of one size, shared by every method.
 
-    ``full`` is paper scale (CoReEcho: EchoNet-Dynamic's 10,030 videos, clips of
-    36 frames at stride 4 and 112x112 pixels, UniFormer-S, 25 + 5 epochs).
-    ``small`` teaches on a laptop CPU in minutes; ``smoke`` only shows that
-    learning happens, within about two minutes a chapter on 2 cores.
+    ``full`` is paper scale (EchoNet-Dynamic's 10,030 videos, clips of 36 frames at stride 4 and
+    112x112 pixels). ``small`` teaches on a laptop CPU in minutes; ``smoke`` only shows that learning
+    happens, within about two minutes a chapter on 2 cores. What a method trains at each size (its
+    encoder, epochs, rates) is its recipe, in its module: ``echobook.methods.coreecho.recipe(size)``.
     """
 
     name: str
@@ -44,58 +45,25 @@ class SizePreset:
     clip_stride: int  # take every `clip_stride`-th frame; a clip must span a whole beat (ED and ES)
     crop_size: int  # pixels per side the model sees after pad-and-crop
     batch_size: int  # videos per batch (CoReEcho stage 1 uses two clips each)
-    epochs: int  # training epochs (CoReEcho stage 1)
-    probe_epochs: int  # epochs of the second stage / a linear or MLP probe
-    encoder: str  # video encoder variant, a key of the model registry
     eval_clips: int  # clips averaged per video at test time
-    umap_neighbors: int  # UMAP n_neighbors (the CoReEcho paper uses 5)
-    # The training recipe. `full` is CoReEcho's (AdamW 1e-4 for both stages with a step decay, UniFormer
-    # dropout 0.1, head dropout 0.4). A tiny encoder trained from scratch for a few hundred CPU steps
-    # learns EF only with a 10x rate after a warm-up, no dropout and a 100x rate for the head-only second
-    # stage (chapter 5, section 5.1, gives the measurements).
-    learning_rate: float  # the whole model: CoReEcho stage 1 and the L1 baseline
-    lr_schedule: str  # "step" (CoReEcho: x0.1 from 60 % of the epochs) or "one_cycle" (warm-up, cosine)
-    probe_learning_rate: float  # the head alone: CoReEcho stage 2, constant
-    encoder_drop_rate: float  # UniFormer dropout
-    head_dropout: float  # both dropouts of CoReEcho's MLP head
 
-    @property
-    def model_kwargs(self) -> dict[str, float]:
-        """The dropouts, as ``echobook.learners.coreecho_model`` takes them."""
-        return {"drop_rate": self.encoder_drop_rate, "head_dropout": self.head_dropout}
-
-    @property
-    def learner_kwargs(self) -> dict[str, object]:
-        """Rate, schedule and dropouts, as ``l1_learner`` and ``coreecho_stage1_learner`` take them."""
-        return {"lr": self.learning_rate, "schedule": self.lr_schedule, **self.model_kwargs}
-
-
-# CoReEcho's settings (the same values as echobook.learners' COREECHO_* constants; a test keeps them equal)
-COREECHO_RECIPE = dict(learning_rate=1e-4, lr_schedule="step", probe_learning_rate=1e-4, encoder_drop_rate=0.1,
-                       head_dropout=0.4)
-CPU_RECIPE = dict(learning_rate=1e-3, lr_schedule="one_cycle", probe_learning_rate=1e-2, encoder_drop_rate=0.0,
-                  head_dropout=0.0)
 
 # Videos: a tiny encoder overfits a few dozen videos long before it reads EF from them, and synthetic
 # videos cost milliseconds, so the CPU sizes make hundreds (L1 baseline at smoke: 192 videos x 40 epochs gave a
 # test MAE 0.88 of the mean predictor's; 480 videos x 16 epochs, the same number of steps, gave 0.74).
 PRESETS: dict[str, SizePreset] = {
-    "smoke": SizePreset(
-        name="smoke", videos=480, video_frames=40, image_size=48, clip_frames=8,
-        clip_stride=4, crop_size=48, batch_size=16, epochs=16, probe_epochs=6,
-        encoder="uniformer_xxs", eval_clips=3, umap_neighbors=5, **CPU_RECIPE,
-    ),
-    "small": SizePreset(
-        name="small", videos=960, video_frames=64, image_size=64, clip_frames=16,
-        clip_stride=3, crop_size=64, batch_size=16, epochs=12, probe_epochs=4,
-        encoder="uniformer_xxs", eval_clips=3, umap_neighbors=5, **CPU_RECIPE,
-    ),
-    "full": SizePreset(
-        name="full", videos=10030, video_frames=176, image_size=112,
-        clip_frames=36, clip_stride=4, crop_size=112, batch_size=16, epochs=25,
-        probe_epochs=5, encoder="uniformer_s", eval_clips=3, umap_neighbors=5, **COREECHO_RECIPE,
-    ),
+    "smoke": SizePreset(name="smoke", videos=480, video_frames=40, image_size=48, clip_frames=8, clip_stride=4,
+                        crop_size=48, batch_size=16, eval_clips=3),
+    "small": SizePreset(name="small", videos=960, video_frames=64, image_size=64, clip_frames=16, clip_stride=3,
+                        crop_size=64, batch_size=16, eval_clips=3),
+    "full": SizePreset(name="full", videos=10030, video_frames=176, image_size=112, clip_frames=36, clip_stride=4,
+                       crop_size=112, batch_size=16, eval_clips=3),
 }
+
+
+def in_colab() -> bool:
+    """Whether this kernel runs on Google Colab (its widgets and renderers differ)."""
+    return "google.colab" in sys.modules
 
 
 def gpu_available() -> bool:

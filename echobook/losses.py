@@ -1,4 +1,7 @@
-"""Losses: Rank-N-Contrast and the CoReEcho stage-1 objective.
+"""Losses shared by methods: Rank-N-Contrast and the L1 error of EF predictions.
+
+A method's own objective (CoReEcho's stage-1 loss, ...) lives in its module under
+:mod:`echobook.methods` and is built from these.
 
 Rank-N-Contrast (Zha et al., NeurIPS 2023, Eq. 1), for ``n = 2N`` embeddings ``v`` with labels ``y``::
 
@@ -10,20 +13,25 @@ over every sample at least as far from the anchor i in label as the positive k, 
 the embeddings by label distance.
 
 The reference code loops over k (n-1 Python iterations, each over an ``[n, n-1]`` mask) and takes a
-plain ``log(sum(exp(.)))``, which in float32 gives -inf once every distance / t exceeds about 87:
-every ``exp`` underflows to 0. Here the loss is vectorised and exact with O(n^2) memory: for each
-anchor, sort the others by label distance; the denominator of the sample at sorted position p is the
-log-sum-exp over the positions from p's tie group onwards, i.e. a reverse cumulative log-sum-exp
-read at the first position of p's tie group (ties share one denominator, as ``>=`` requires).
+plain ``log(sum(exp(.)))``. In float32, ``exp(-x)`` leaves the normal range past ``x`` of about 87.3
+(subnormals keep fewer and fewer bits) and is exactly 0 from about 103.3. So the naive loss first goes
+wrong without a word, then returns minus infinity (``log 0``, not plus infinity): the anchor's farthest
+sample in label has only itself (and its ties) in its denominator, so a single pair more than about 104
+temperature units apart is enough. Sixteen embeddings evenly spread on a line with labels in order, the
+farthest pair D apart: at D = 100 the naive loss reads 0.32472 (true 0.32458), at 103 0.3221 (true
+0.3244), at 104 minus infinity (``tests/test_losses.py::test_naive_rnc_underflow`` holds these numbers).
+Here the loss is vectorised and exact with O(n^2) memory: for each anchor, sort the others by label
+distance; the denominator of the sample at sorted position p is the log-sum-exp over the positions
+from p's tie group onwards, i.e. a reverse cumulative log-sum-exp read at the first position of p's tie group (ties share one denominator, as ``>=`` requires).
 ``logcumsumexp`` never underflows to -inf for finite inputs.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from echobook.metrics import ef_prediction, repeat_per_clip
 
 
 def label_distances(labels: torch.Tensor) -> torch.Tensor:
@@ -96,29 +104,11 @@ class RnCLoss(nn.Module):
         return f"temperature={self.temperature}"
 
 
-class CoReEchoLossParts(NamedTuple):
-    total: torch.Tensor  # rnc + l1_weight * l1; backward through it trains encoder and head at once
-    rnc: torch.Tensor  # Rank-N-Contrast on the embeddings: the encoder's only gradient
-    l1: torch.Tensor  # L1 of the head on detached embeddings: the head's only gradient
-    ef_percent_pred: torch.Tensor  # [2N] the head's predictions, for metrics
+class L1EFLoss(nn.Module):
+    """L1 between EF predictions (a tensor, or the ``ef_percent`` of a multi-output) and ``[B]`` targets, in EF
+    points; predictions of ``k`` clips per video (video-major) are compared clip by clip with the labels repeated."""
 
-
-class CoReEchoLoss(nn.Module):
-    """CoReEcho's stage-1 objective: RnC on the embeddings plus L1 of a regressor head fed the
-    DETACHED embeddings (stop-gradient), so the head learns to read the embedding while the
-    encoder is shaped by the ranking loss alone.
-
-    ``loss(embeddings [2N, C], ef_percent [2N], head)`` -> :class:`CoReEchoLossParts`.
-    """
-
-    def __init__(self, temperature: float = 1.0, l1_weight: float = 1.0):
-        super().__init__()
-        self.rnc = RnCLoss(temperature)
-        self.l1_weight = float(l1_weight)
-
-    def forward(self, embeddings: torch.Tensor, ef_percent: torch.Tensor,
-                head: Callable[[torch.Tensor], torch.Tensor]) -> CoReEchoLossParts:
-        rnc = self.rnc(embeddings, ef_percent)
-        prediction = head(embeddings.detach()).reshape(ef_percent.shape)
-        l1 = F.l1_loss(prediction.float(), ef_percent.float())
-        return CoReEchoLossParts(rnc + self.l1_weight * l1, rnc, l1, prediction)
+    def forward(self, pred, ef_percent: torch.Tensor) -> torch.Tensor:
+        ef_percent_pred = ef_prediction(pred).float().reshape(-1)
+        clips_per_video = ef_percent_pred.numel() // ef_percent.numel()
+        return F.l1_loss(ef_percent_pred, repeat_per_clip(ef_percent.float(), clips_per_video))

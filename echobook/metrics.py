@@ -15,7 +15,7 @@ length) and returns a float:
 :func:`regression_metrics` returns all of them in one dict.
 
 The fastai metrics (:func:`ef_metrics`) take either a plain EF prediction ``[N]`` or the stage-1
-output of :mod:`echobook.learners` (a tuple whose ``ef_percent`` is ``[k * B]``: ``k`` clips per
+output of :mod:`echobook.methods.coreecho` (a tuple whose ``ef_percent`` is ``[k * B]``: ``k`` clips per
 video, video-major), average the ``k`` clips of each video, and with ``per_video=True`` also average
 the items of the validation set that belong to one video (the fixed test-time clips of
 ``ClipDataset``, read from the loader's ``dataset.video_index``).
@@ -91,6 +91,16 @@ def ef_prediction(pred) -> torch.Tensor:
     if hasattr(pred, "ef_percent"):
         return pred.ef_percent
     raise TypeError(f"expected an EF tensor or an output with `ef_percent`, got {type(pred).__name__}")
+
+
+def flatten_clips(clips: torch.Tensor) -> torch.Tensor:
+    """``[B, k, C, F, H, W]`` -> ``[k*B, C, F, H, W]``, the ``k`` clips of a video next to each other (video-major)."""
+    return clips.reshape(-1, *clips.shape[2:])
+
+
+def repeat_per_clip(ef_percent: torch.Tensor, clips_per_video: int) -> torch.Tensor:
+    """``[B]`` labels -> ``[k*B]`` in the order of :func:`flatten_clips`."""
+    return ef_percent.reshape(-1).repeat_interleave(clips_per_video)
 
 
 def average_clips(ef_percent_pred: torch.Tensor, videos: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ Colab shows only ``text/html`` and has no plotly.js, so there the plotly default
 """
 from __future__ import annotations
 
-import sys
+from echobook.config import in_colab
 
 RENDERER_NAME = "echobook"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -34,10 +34,6 @@ def _book_renderer_class():
             return {PLOTLY_MIME: fig_dict, "text/html": html}
 
     return BookRenderer
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def use_book_renderer() -> str:

@@ -1,4 +1,10 @@
-"""Shared fixtures. Chapters are executed once per test session and reused (papermill runs, book build)."""
+"""Shared fixtures. Chapters are executed once per test session and reused (bounds, rendered book).
+
+One execution serves two checks. Each chapter runs the way a reader runs it (a fresh kernel, top to
+bottom, no injected parameters, ``SIZE="auto"`` resolved to smoke through ``$ECHOBOOK_SIZE``), and its
+glued numbers are then held to bounds. Running nbval over the same notebooks would execute every chapter a
+second time for no new check (``make nbval`` still does, on demand).
+"""
 from __future__ import annotations
 
 import os
@@ -7,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-# The reader's path (nbval) and every chapter left at SIZE="auto" run at smoke size in the tests.
+# Every chapter (left at SIZE="auto", as stored) runs at smoke size in the tests.
 os.environ.setdefault("ECHOBOOK_SIZE", "smoke")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +31,7 @@ def chapter_bounds(stem: str) -> dict:
 
 
 class ChapterRuns:
-    """Each chapter executed by papermill at SIZE=smoke at most once per session."""
+    """Each chapter executed by papermill, as a reader runs it, at most once per session."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
@@ -36,11 +42,28 @@ class ChapterRuns:
 
         if notebook not in self.results:
             timeout_s = chapter_bounds(notebook.stem)["timeout_s"]
-            self.results[notebook] = run_chapter(notebook, self.out_dir / notebook.name, {"SIZE": "smoke"},
+            # no parameters: papermill injects no cell, so the notebook runs exactly as stored
+            self.results[notebook] = run_chapter(notebook, self.out_dir / notebook.name, None,
                                                  cell_timeout_s=timeout_s)
         return self.results[notebook]
 
 
+_SESSION_RUNS: list[ChapterRuns] = []  # for the timing summary at the end
+
+
 @pytest.fixture(scope="session")
 def chapter_runs(tmp_path_factory) -> ChapterRuns:
-    return ChapterRuns(tmp_path_factory.mktemp("executed"))
+    runs = ChapterRuns(tmp_path_factory.mktemp("executed"))
+    _SESSION_RUNS.append(runs)
+    return runs
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each chapter's share of the suite's time, printed where CI's log shows it (README, "Test budget")."""
+    results = [r for runs in _SESSION_RUNS for r in runs.results.values()]
+    if not results:
+        return
+    terminalreporter.section("chapter wall times (papermill, smoke)")
+    for result in results:
+        terminalreporter.write_line(f"{result.chapter:<28} {result.wall_s:7.1f} s  {result.status}")
+    terminalreporter.write_line(f"{'all chapters':<28} {sum(r.wall_s for r in results):7.1f} s")

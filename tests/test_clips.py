@@ -10,11 +10,11 @@ from fastai.data.core import DataLoaders
 
 from echobook.data.clips import (
     ClipDataLoader, ClipDataset, VideoStore, average_per_video, clip_dataloaders, clip_indices,
-    echonet_dataloaders, eval_dataloader, eval_starts, normalisation_stats, random_shift, random_starts,
-    shift_pad_pixels,
+    echonet_dataloaders, echonet_eval_dataloader, eval_dataloader, eval_starts, normalisation_stats, random_shift,
+    random_starts, shift_pad_pixels,
 )
 from echobook.data.echonet import read_echonet
-from test_echonet import SIZE, write_fake_set
+from test_echonet import SIZE, edit_csv, write_fake_set
 
 CLIP_FRAMES, STRIDE = 6, 2
 
@@ -125,7 +125,7 @@ def test_dataloaders_single_clip(fake_root):
     assert y.shape == (2,) and y.dtype == torch.float32
     mean, std = dls.normalisation
     assert 0 < mean < 255 and std > 0
-    store = VideoStore.from_dataset(train, cache=True)
+    store = VideoStore.from_table(train, cache=True)
     assert (mean, std) == pytest.approx(normalisation_stats(store))
     xv, yv = dls.valid.one_batch()
     assert xv.shape[1:] == (1, CLIP_FRAMES, SIZE, SIZE)
@@ -215,3 +215,34 @@ def test_short_and_odd_sized_videos_through_the_loader(tmp_path):
                                cache=cache, num_workers=0)
         x, _ = dls.valid.one_batch()
         assert x.shape == (4, 1, CLIP_FRAMES, SIZE, SIZE)  # 48 px resized to the common 32, 5 frames looped
+
+
+# --------------------------------------------------------------------------------------------- untraced videos
+
+def test_untraced_videos_are_dropped_by_default_and_reported(tmp_path):
+    """The paper's protocol: EF loaders of an EchoNet folder leave out videos without two traced frames."""
+    root = tmp_path / "echonet"
+    write_fake_set(root, count=12)  # 8 TRAIN, 2 VAL, 2 TEST
+    everything = read_echonet(root)
+    untraced_train, untraced_test = everything.subset("TRAIN").names[0], everything.subset("TEST").names[0]
+    untraced = {f"{untraced_train}.avi", f"{untraced_test}.avi"}
+    edit_csv(root / "VolumeTracings.csv", lambda frame: frame[~frame["FileName"].isin(untraced)])
+    with pytest.warns(UserWarning, match=f"dropped 1 video.*{untraced_train}"):
+        dls = echonet_dataloaders(root, "smoke", batch_size=2, device="cpu")
+    assert dls.dropped_untraced == [untraced_train] and len(dls.train.dataset.store) == 7
+    kept = echonet_dataloaders(root, "smoke", batch_size=2, device="cpu", require_tracings=False)
+    assert kept.dropped_untraced == [] and len(kept.train.dataset.store) == 8
+    mean, std = dls.normalisation
+    with pytest.warns(UserWarning, match=f"dropped 1 video.*{untraced_test}"):
+        test_loader = echonet_eval_dataloader(root, "smoke", mean=mean, std=std, device="cpu")
+    assert test_loader.dropped_untraced == [untraced_test] and test_loader.table.names == [
+        name for name in everything.subset("TEST").names if name != untraced_test]
+    assert len(test_loader.dataset) == 1 * test_loader.dataset.eval_clips
+    x, _ = test_loader.one_batch()
+    assert x.shape[1:] == (1, 8, 48, 48)  # the smoke preset's clips, as echonet_dataloaders gives them
+
+
+def test_fully_traced_sets_lose_nothing(fake_root, recwarn):
+    dls = echonet_dataloaders(fake_root, "smoke", batch_size=2, device="cpu")
+    assert dls.dropped_untraced == [] and not [w for w in recwarn if "dropped" in str(w.message)]
+    assert len(dls.train.dataset.store) == len(read_echonet(fake_root, "TRAIN"))

@@ -128,6 +128,7 @@ def test_masks_come_from_the_tracings(fake_set):
     assert item.ed_mask.shape == (SIZE, SIZE)
     assert item.ed_mask.sum() > item.es_mask.sum() > 0
     assert item.ed_mask.sum() == pytest.approx(tracing_area_px2(item.ed_tracing), rel=0.35)
+    assert read_echonet(root, mask_rule="echonet")[0].ed_mask.sum() > item.ed_mask.sum()  # the official loader's
 
 
 def test_written_csvs_are_deterministic(tmp_path):
@@ -171,7 +172,7 @@ def test_filelist_quirks_extension_case_and_index_column(fake_set):
 
     edit_csv(root / "FileList.csv", quirky)
     dataset = read_echonet(root, split="train")
-    assert dataset.splits == ("TRAIN",) and all(r.split == "TRAIN" for r in dataset.records)
+    assert dataset.chosen_splits == ("TRAIN",) and all(r.split == "TRAIN" for r in dataset.records)
     assert len(read_echonet(root, split="ALL")) == len(videos)
     assert all(r.has_tracings for r in read_echonet(root).records)
     assert dataset.problems[echonet.EXTRA_COLUMNS] == 1
@@ -189,7 +190,8 @@ def test_video_without_tracings_is_kept_for_ef(fake_set):
     assert dataset.problems[echonet.NO_TRACINGS] == 1
     item = dataset[dataset.names.index(videos[1].name)]
     assert item.ed_mask is None and item.video.shape[0] == FRAMES
-    assert len(read_echonet(root, require_tracings=True)) == len(videos) - 1
+    traced_only = read_echonet(root, require_tracings=True)
+    assert len(traced_only) == len(videos) - 1 and traced_only.dropped_untraced == [videos[1].name]
 
 
 def test_tracings_of_unknown_files_are_ignored_and_counted(fake_set):
@@ -396,7 +398,7 @@ def test_cli_synth_echonet(tmp_path, capsys):
 
 def test_synthetic_round_trip_with_the_engine(tmp_path):
     synthetic = pytest.importorskip("echobook.data.synthetic")
-    from echobook.data.echonet import synth_echonet
+    from echobook.data.synthetic import synth_echonet
 
     config = synthetic.SyntheticConfig(image_size=32, frames=20)
     root = synth_echonet(tmp_path / "a", videos=3, seed=11, config=config)
@@ -450,17 +452,3 @@ def test_filelist_faults_are_counted(fake_set):
     assert (problems[echonet.NO_EF], problems[echonet.UNKNOWN_SPLIT], problems[echonet.NO_VOLUMES],
             problems[echonet.DUPLICATE_ROWS]) == (1, 1, 1, 1)
     assert "no EF" not in str(problems) and "duplicate FileName rows in FileList (first kept): 1" in str(problems)
-
-
-def test_cached_synthetic_set_is_made_once(tmp_path):
-    synthetic = pytest.importorskip("echobook.data.synthetic")
-    from echobook.data.echonet import cached_synthetic_echonet
-
-    config = synthetic.SyntheticConfig(image_size=32, frames=12)
-    first = cached_synthetic_echonet(2, seed=4, config=config, cache_dir=tmp_path)
-    stamp = (first / "FileList.csv").stat().st_mtime_ns
-    assert cached_synthetic_echonet(2, seed=4, config=config, cache_dir=tmp_path) == first
-    assert (first / "FileList.csv").stat().st_mtime_ns == stamp  # reused, not rewritten
-    other = cached_synthetic_echonet(2, seed=5, config=config, cache_dir=tmp_path)
-    assert other != first and len(read_echonet(other)) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])  # no partial left

@@ -68,6 +68,40 @@ def test_polygon_and_mask_follow_echonet():
     assert np.array_equal(G.tracing_to_mask(np.vstack([tracing, tracing + 5]), (112, 112)), mask)
 
 
+def test_echonet_mask_rule_counted_by_hand():
+    """EchoNet's loader rounds the vertices (np.rint) and skimage.draw.polygon keeps border centres too."""
+    # Rectangle x 0.4..3.4, y 0.6..2.6. Exact: pixel centres strictly inside are x in {1, 2, 3}
+    # (0 < 0.4 is out) and y in {1, 2}: 3 x 2 = 6 pixels. EchoNet: the corners round to x 0 and 3,
+    # y 1 and 3, and centres on the border count: x in {0, 1, 2, 3}, y in {1, 2, 3}: 4 x 3 = 12 pixels.
+    rectangle = [(0.4, 0.6), (3.4, 0.6), (3.4, 2.6), (0.4, 2.6)]
+    exact, echonet = G.polygon_to_mask(rectangle, (6, 6)), G.polygon_to_mask(rectangle, (6, 6), rule="echonet")
+    assert exact.sum() == 6 and np.array_equal(np.argwhere(exact)[[0, -1]], [[1, 1], [2, 3]])  # (row, col)
+    assert echonet.sum() == 12 and np.array_equal(np.argwhere(echonet)[[0, -1]], [[1, 0], [3, 3]])
+    # Right triangle (0.2, 0.3), (4.4, 0.3), (0.2, 4.1). Exact: centres with x >= 1, y >= 1 below the
+    # hypotenuse (x - 0.2) / 4.2 + (y - 0.3) / 3.8 < 1: (1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (3, 1)
+    # = 6 pixels ((1, 4) gives 1.16, (2, 3) 1.14, (3, 2) 1.11, (4, 1) 1.09). EchoNet: the corners round
+    # to (0, 0), (4, 0), (0, 4), and every centre with x, y >= 0 and x + y <= 4 counts, the border
+    # included: 5 + 4 + 3 + 2 + 1 = 15 pixels.
+    triangle = [(0.2, 0.3), (4.4, 0.3), (0.2, 4.1)]
+    exact, echonet = G.polygon_to_mask(triangle, (8, 8)), G.polygon_to_mask(triangle, (8, 8), rule="echonet")
+    assert exact.sum() == 6 and all(exact[y, x] for x, y in [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (3, 1)])
+    yy, xx = np.mgrid[:8, :8]
+    assert echonet.sum() == 15 and np.array_equal(echonet, (xx + yy <= 4).astype(np.uint8))
+
+
+def test_echonet_masks_are_a_few_percent_larger_and_the_default_is_exact():
+    tracing = ellipse_tracing(angle=0.1)
+    exact = G.tracing_to_mask(tracing, (112, 112))
+    assert np.array_equal(G.tracing_to_mask(tracing, (112, 112), rule="exact"), exact)
+    echonet = G.tracing_to_mask(tracing, (112, 112), rule="echonet")
+    assert 1.0 < echonet.sum() / exact.sum() < 1.06  # EchoNet-Dynamic's tracings: about 3.6 % larger
+    assert 0.94 < np.sum(exact & echonet) / np.sum(exact | echonet) < 0.99
+    partly_outside = G.polygon_to_mask([(-3.2, -2.7), (2.4, -2.7), (2.4, 1.6), (-3.2, 1.6)], (4, 4), rule="echonet")
+    assert partly_outside.sum() == 3 * 3  # rows 0..2 (y <= 2), columns 0..2 (x <= 2) of the image
+    with pytest.raises(ValueError, match="rule='skimage'"):
+        G.polygon_to_mask(tracing[1:, :2], (8, 8), rule="skimage")
+
+
 @pytest.mark.parametrize("angle", [0.0, 0.2])
 def test_mask_to_tracing_recovers_the_ellipsoid(angle):
     a, b = 36.0, 14.0

@@ -3,9 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from echobook.models import (
-    CoReEchoRegressor, EncoderWithHead, create_model, r2plus1d_18_ef,
-)
+from echobook.models import CoReEchoRegressor, EncoderWithHead, create_model
+from echobook.models.r2plus1d import r2plus1d_18
 
 
 def test_coreecho_regressor_layout_and_bias():
@@ -35,7 +34,7 @@ def test_encoder_with_head_on_uniformer():
 
 
 def test_r2plus1d_baseline_gray_one_output():
-    model = r2plus1d_18_ef(mean_ef_percent=55.6)
+    model = r2plus1d_18(mean_ef_percent=55.6)
     assert model.net.stem[0].in_channels == 1
     assert model.net.fc.out_features == 1 and model.net.fc.bias.item() == pytest.approx(55.6)
     model.eval()

@@ -59,7 +59,7 @@ def tiny_eval_loader(videos: int = 3, frames: int = 12, size: int = 32, clip_fra
 
 
 def tiny_coreecho_model():
-    from echobook.learners import coreecho_model
+    from echobook.methods.coreecho import coreecho_model
 
     torch.manual_seed(0)
     return coreecho_model("uniformer_xxs")

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from echobook.losses import CoReEchoLoss, RnCLoss, rnc_loss
+from echobook.losses import L1EFLoss, RnCLoss, label_distances, feature_distances, rnc_loss
+from echobook.methods.coreecho import CoReEchoModel, Stage1Loss
 
 
 def rnc_eq1_loop(features, labels, temperature):
@@ -121,24 +122,56 @@ def test_rnc_ordered_embedding_scores_lower():
     assert rnc_loss(ordered, labels) < rnc_loss(shuffled, labels)
 
 
-def test_coreecho_loss_stop_gradient():
+def test_stage1_loss_stop_gradient():
+    """The model holds the detach (CoReEchoModel.stage1), the loss adds RnC and the head's L1."""
     g = torch.Generator().manual_seed(8)
     embeddings = torch.randn(8, 6, generator=g, requires_grad=True)
     ef = integer_labels(8, g)
     head = torch.nn.Linear(6, 1)
-    loss = CoReEchoLoss(temperature=1.0)
-    parts = loss(embeddings, ef, head)
-    assert parts.total.item() == pytest.approx(parts.rnc.item() + parts.l1.item(), rel=1e-6)
-    assert parts.ef_percent_pred.shape == ef.shape
+    model = CoReEchoModel(torch.nn.Identity(), torch.nn.Sequential(head, torch.nn.Flatten(0)))
+    parts = Stage1Loss(temperature=1.0).parts(model.stage1(embeddings), ef)  # one label per clip
+    assert parts["total"].item() == pytest.approx(parts["rnc"].item() + parts["l1"].item(), rel=1e-6)
 
     # the L1 term sends no gradient into the encoder's features ...
-    (l1_grad,) = torch.autograd.grad(parts.l1, embeddings, retain_graph=True, allow_unused=True)
+    (l1_grad,) = torch.autograd.grad(parts["l1"], embeddings, retain_graph=True, allow_unused=True)
     assert l1_grad is None  # not even a zero: the graph of l1 does not reach the features
     # ... so the total's gradient on the features is exactly the RnC gradient
-    total_grad, = torch.autograd.grad(parts.total, embeddings, retain_graph=True)
+    total_grad, = torch.autograd.grad(parts["total"], embeddings, retain_graph=True)
     rnc_grad, = torch.autograd.grad(rnc_loss(embeddings, ef, 1.0), embeddings)
     torch.testing.assert_close(total_grad, rnc_grad)
     # ... while the head does get the L1 gradient
-    head_grad = torch.autograd.grad(parts.l1, head.weight)[0]
+    head_grad = torch.autograd.grad(parts["l1"], head.weight)[0]
     assert torch.count_nonzero(head_grad) > 0
-    assert math.isfinite(parts.total.item())
+    assert math.isfinite(parts["total"].item())
+
+
+def test_l1_ef_loss_repeats_labels_per_clip():
+    pred = torch.tensor([50.0, 52.0, 40.0, 44.0])  # two clips of two videos, video-major
+    assert L1EFLoss()(pred, torch.tensor([51.0, 42.0])).item() == pytest.approx(1.5)
+
+
+def naive_rnc(features, labels, temperature=1.0):
+    """The reference's form: log(sum(exp(.))) per pair, in the features' precision."""
+    logits, dist = -feature_distances(features) / temperature, label_distances(labels)
+    terms = []
+    for i in range(len(features)):
+        for k in range(len(features)):
+            if k != i:
+                in_denominator = dist[i] >= dist[i, k]
+                in_denominator[i] = False
+                terms.append(torch.log(torch.exp(logits[i][in_denominator]).sum()) - logits[i, k])
+    return torch.stack(terms).mean()
+
+
+def test_naive_rnc_underflow():
+    """The numbers of losses.py's docstring: float32's naive loss drifts, then is minus infinity (not plus)."""
+    labels = torch.linspace(20, 80, 16)
+    line = torch.cat([((labels - 20) / 60)[:, None], torch.zeros(16, 7)], 1)  # on a line, the farthest pair 1 apart
+    for farthest, naive_reads, true_value in ((100, 0.32472, 0.32458), (103, 0.3221, 0.3244)):
+        features = line * farthest
+        assert naive_rnc(features, labels).item() == pytest.approx(naive_reads, abs=1e-4)
+        assert rnc_loss(features, labels).item() == pytest.approx(true_value, abs=1e-4)
+    features = line * 104
+    assert naive_rnc(features, labels).item() == float("-inf")
+    assert rnc_loss(features, labels).item() == pytest.approx(rnc_loss(features.double(), labels.double()).item(),
+                                                              abs=1e-5)

@@ -8,7 +8,7 @@ import pytest
 import sklearn.metrics
 import torch
 
-from echobook.learners import Stage1Output
+from echobook.methods.coreecho import Stage1Output
 from echobook.metrics import (
     EFMetric, average_clips, ef_metrics, mae_percent, pearson_r2, r2_score, regression_metrics, rmse_percent,
 )

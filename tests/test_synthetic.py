@@ -73,7 +73,7 @@ def test_cycle_phase_and_anatomy(video):
     c = S.contraction(video.phase, video.heart_rate_bpm)
     assert c[video.ed_frame] < 0.05 and c[video.es_frame] > 0.95  # ED at c=0, ES at c=1
     # ejection takes about a third of the cycle
-    assert 0.25 <= S.ejection_fraction_of_cycle(video.heart_rate_bpm) <= 0.4
+    assert 0.25 <= S.ejection_share_of_cycle(video.heart_rate_bpm) <= 0.4
     size = video.frames.shape[1]
     ys, xs = np.nonzero(video.labels[video.ed_frame] == 1)
     la_ys, _ = np.nonzero(video.labels[video.ed_frame] == 3)
@@ -92,9 +92,11 @@ def test_ef_distribution_follows_echonet():
 
 
 def test_ef_options():
-    fixed = [S.make_video(0, i, S.SyntheticConfig(image_size=16, frames=24, ef_percent=35.0)).ef_percent for i in range(8)]
+    fixed_config = S.SyntheticConfig(image_size=16, frames=24, ef_percent=35.0)
+    fixed = [S.make_video(0, i, fixed_config).ef_percent for i in range(8)]
     assert np.allclose(fixed, 35.0, atol=1.5)
-    ranged = [S.make_video(0, i, S.SyntheticConfig(image_size=16, frames=24, ef_range=(20, 30))).ef_percent for i in range(8)]
+    ranged_config = S.SyntheticConfig(image_size=16, frames=24, ef_range=(20, 30))
+    ranged = [S.make_video(0, i, ranged_config).ef_percent for i in range(8)]
     assert min(ranged) > 18 and max(ranged) < 31
 
 
@@ -128,7 +130,8 @@ def test_quality_levels_degrade_contrast():
 def test_views_wall_motion_and_presets():
     a2c = S.make_video(0, 0, S.SyntheticConfig(image_size=32, frames=8, view="A2C"))
     assert a2c.view == "A2C"
-    sick = [S.make_video(0, i, S.SyntheticConfig(image_size=16, frames=8, wall_motion_probability=1.0)) for i in range(6)]
+    sick_config = S.SyntheticConfig(image_size=16, frames=8, wall_motion_probability=1.0)
+    sick = [S.make_video(0, i, sick_config) for i in range(6)]
     assert all(v.has_infarct for v in sick)
     config = S.config_for_preset(PRESETS["small"])
     assert (config.image_size, config.frames) == (64, 64)
@@ -179,3 +182,41 @@ def test_dataset_makes_videos_on_demand():
         dataset[5]
     with pytest.raises(ValueError, match="videos"):
         S.SyntheticDataset(0, -1)
+
+
+def test_label_values_have_one_home(video):
+    from echobook.data import labels
+
+    assert S.CHAMBER_LABELS is labels.CHAMBER_LABELS
+    for name in ("QUALITIES", "VIEWS", "VIEW_CHOICES", "SEGMENTS", "WALL_MOTION"):
+        assert getattr(S, name) is getattr(labels, name), name
+    assert set(np.unique(video.labels)) <= set(labels.CHAMBER_LABELS)
+    assert labels.CHAMBER_LABELS[labels.LV_CAVITY] == "LV cavity" and tuple(S.QUALITY_LEVELS) == labels.QUALITIES
+
+
+def test_package_exports_the_engine_and_the_set_writers():
+    from echobook.data import echonet
+
+    for name in S.__all__:
+        assert hasattr(S, name), name
+    for name in ("make_video", "plan_video", "render_plan", "render_stages", "sample_case", "lv_contours",
+                 "contraction", "config_for_preset", "video_name", "synth_echonet", "cached_synthetic_echonet",
+                 "SyntheticDataset"):
+        assert name in S.__all__, name
+    assert not hasattr(echonet, "synth_echonet") and not hasattr(echonet, "cached_synthetic_echonet")
+
+
+def test_ejection_share_of_cycle_is_the_ejection_time_over_the_cycle():
+    # 75 bpm: LVET = 379 - 1.8 * 75 = 244 ms of an 800 ms cycle
+    assert S.ejection_share_of_cycle(75.0) == pytest.approx(0.244 / 0.8)
+    assert S.ejection_share_of_cycle(30.0) == S.ejection_share_of_cycle(150.0) == 0.28  # clipped
+
+
+def test_ed_es_frames_of_beat_come_from_one_whole_beat():
+    beats = np.arange(20) / 8.0 + 0.6  # 0.6 .. 2.975 beats: beat 1 is the first one held whole
+    volumes = 100.0 - 40.0 * S.contraction(np.mod(beats, 1.0))
+    volumes[19] = 200.0  # a larger volume outside beat 1's window is not its ED
+    ed, es = S.ed_es_frames_of_beat(beats, volumes)
+    assert beats[ed] == pytest.approx(1.0, abs=0.13) and 0 < es - ed <= 4
+    short = np.arange(5) / 8.0  # less than a beat: the overall extremes
+    assert S.ed_es_frames_of_beat(short, np.array([3.0, 1.0, 5.0, 2.0, 4.0])) == (2, 1)

@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from echobook.data import synthetic as S  # noqa: E402
+from echobook.data.synthetic import render  # noqa: E402
 
 SMOKE = S.SyntheticConfig(image_size=48, frames=24)
 INDICES = range(4)  # with view="mixed" and seed 2: Good A4C, Good A4C, Poor A2C, Medium A2C
@@ -63,8 +64,8 @@ def test_frames_close_to_numpy(pairs):
 def test_without_noise_the_two_paths_agree_to_a_tenth_of_a_gray_level(monkeypatch):
     # what remains is interpolation rounding and float32 against float64 (measured: mean 0.12 and 0.08,
     # 0.4 % and 0.03 % of pixels off by more than one level)
-    monkeypatch.setattr(S._NumpyOps, "noise", lambda self, rows, shape: np.zeros(shape, np.float32))
-    monkeypatch.setattr(S._TorchOps, "noise", lambda self, rows, shape: torch.zeros(shape))
+    monkeypatch.setattr(render._NumpyOps, "noise", lambda self, rows, shape: np.zeros(shape, np.float32))
+    monkeypatch.setattr(render._TorchOps, "noise", lambda self, rows, shape: torch.zeros(shape))
     for index in (0, 3):
         reference, video = S.make_video(1, index, SMOKE), S.make_video(1, index, SMOKE, device="cpu")
         diff = np.abs(reference.frames.astype(np.int16) - video.frames.astype(np.int16))
@@ -110,11 +111,11 @@ def test_cuda_matches_cpu_labels_and_numpy_statistics():
 
 
 def test_synth_echonet_on_a_device_writes_a_readable_set(tmp_path):
-    from echobook.data.echonet import read_echonet, synth_echonet
+    from echobook.data.echonet import read_echonet
 
     config = S.SyntheticConfig(image_size=32, frames=16)
-    serial = synth_echonet(tmp_path / "serial", videos=3, seed=7, config=config, device="cpu")
-    pooled = synth_echonet(tmp_path / "pooled", videos=3, seed=7, config=config, device="cpu", workers=2)
+    serial = S.synth_echonet(tmp_path / "serial", videos=3, seed=7, config=config, device="cpu")
+    pooled = S.synth_echonet(tmp_path / "pooled", videos=3, seed=7, config=config, device="cpu", workers=2)
     dataset = read_echonet(pooled)
     assert len(dataset) == 3 and len(dataset.traced) == 3 and not dataset.problems
     for index in range(3):

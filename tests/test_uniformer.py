@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from echobook.models import uniformer as U
-from echobook.models.uniformer import (
-    PAPER_UNIFORMER_S, UNIFORMER_CONFIGS, CheckpointMismatchError, count_multiply_adds, count_parameters,
-    create_model, load_pretrained,
+from echobook.models import (
+    CheckpointMismatchError, count_multiply_adds, count_parameters, create_model, load_pretrained, model_config,
 )
+from echobook.models.uniformer import PAPER_UNIFORMER_S
 
 # a few of the official video checkpoint's key names (Sense-X/UniFormer video_classification)
 OFFICIAL_KEYS = [
@@ -58,8 +58,8 @@ def test_forward_shapes(name, clip):
         stages = model.forward_stages(torch.randn(clip))
         embedding = model(torch.randn(clip))
     b, _, t, h, w = clip
-    assert stages.shape == (b, UNIFORMER_CONFIGS[name].embed_dim, t // 2, h // 32, w // 32)
-    assert embedding.shape == (b, UNIFORMER_CONFIGS[name].embed_dim)
+    assert stages.shape == (b, model_config(name).embed_dim, t // 2, h // 32, w // 32)
+    assert embedding.shape == (b, model_config(name).embed_dim)
 
 
 def test_gray_input_equals_three_identical_channels():

@@ -1,5 +1,10 @@
 """Clip sampling and fastai DataLoaders for EF regression on echo videos.
 
+The loaders take any :class:`~echobook.data.table.VideoTable`: an EchoNet-Dynamic folder
+(:class:`~echobook.data.echonet.EchoNetDataset`), an :class:`~echobook.data.table.ArrayVideoTable`
+of videos in memory, or another data set's table. EF loaders need an EF for every training video;
+a video whose EF is NaN gives a NaN target.
+
 A clip is ``clip_frames`` frames taken every ``clip_stride``-th frame (36 at stride 4 at full
 size, as in CoReEcho). Training draws several clips per video with random starts; evaluation
 uses ``eval_clips`` fixed, evenly spaced starts (3 in CoReEcho, whose predictions are averaged).
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -30,18 +36,19 @@ import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
-from echobook.data.echonet import EchoNetDataset, load_video, probe_video, read_echonet
+from echobook.data.echonet import EchoNetDataset, read_echonet
+from echobook.data.table import VideoTable
 
 CROP_PAD_PIXELS = 12  # pad to size + 12 then crop back (EchoNet/CoReEcho: 112 -> 124 -> 112)
 ECHONET_FRAME_PIXELS = 112  # EchoNet-Dynamic's frames, on which that pad is defined
+CACHE_LIMIT_BYTES = 1 << 30  # hold videos in memory when they fit in 1 GiB; else read lazily
+STATS_MAX_VIDEOS = 128  # training videos sampled for mean/std (EchoNet's get_mean_and_std uses 128)
 
 
 def shift_pad_pixels(image_size: int) -> int:
     """CoReEcho's pad-and-crop scaled to ``image_size``: the same fraction of the frame (5 % a side at
     112 pixels), so a 48-pixel frame shifts by up to 2-3 pixels, not the 6 of a 112-pixel one."""
     return round(CROP_PAD_PIXELS * image_size / ECHONET_FRAME_PIXELS)
-CACHE_LIMIT_BYTES = 1 << 30  # hold videos in memory when they fit in 1 GiB; else read lazily
-STATS_MAX_VIDEOS = 128  # training videos sampled for mean/std (EchoNet's get_mean_and_std uses 128)
 
 
 # --------------------------------------------------------------------------------------------- indices
@@ -78,33 +85,38 @@ def random_starts(video_frames: int, clip_frames: int, clip_stride: int, count: 
 # --------------------------------------------------------------------------------------------- videos
 
 class VideoStore:
-    """uint8 gray videos by index, held in memory or read lazily, all resized to one ``image_size``.
+    """uint8 gray videos by index, held in memory (``arrays``) or read lazily through a ``table``'s
+    :meth:`~echobook.data.table.VideoTable.video`, all resized to one ``image_size``.
 
     Lazily read videos are decoded only up to the last frame a clip needs.
     """
 
-    def __init__(self, paths: Sequence[Path] = (), arrays: Sequence[np.ndarray] | None = None,
-                 frame_counts: Sequence[int] | None = None, image_size: int | None = None):
-        self.paths = [Path(p) for p in paths]
-        self.arrays = None if arrays is None else [self._resize(np.asarray(a), image_size) for a in arrays]
-        if self.arrays is not None:
+    def __init__(self, arrays: Sequence[np.ndarray] | None = None, *, table: VideoTable | None = None,
+                 image_size: int | None = None):
+        if (arrays is None) == (table is None):
+            raise ValueError("VideoStore: give either arrays (held in memory) or a table (read lazily)")
+        self.table, self.image_size = table, image_size
+        if arrays is not None:
+            self.arrays = [self._resize(np.asarray(a), image_size) for a in arrays]
             self.frame_counts = np.array([len(a) for a in self.arrays], dtype=np.int64)
         else:
-            counts = np.full(len(self.paths), -1) if frame_counts is None else np.asarray(frame_counts)
-            self.frame_counts = np.array([c if c > 0 else probe_video(p)["frames"]
-                                          for c, p in zip(counts, self.paths)], dtype=np.int64)
-        self.image_size = image_size
+            self.arrays = None
+            self.frame_counts = np.asarray(table.frame_counts, dtype=np.int64)
+            empty = np.flatnonzero(self.frame_counts < 1)
+            if len(empty):
+                shown = ", ".join(table.names[i] for i in empty[:3])
+                raise ValueError(f"{len(empty)} video(s) of the table have no frames (frame_counts < 1): {shown}")
 
     @classmethod
-    def from_dataset(cls, dataset: EchoNetDataset, *, cache: bool | None = None,
-                     image_size: int | None = None) -> "VideoStore":
+    def from_table(cls, table: VideoTable, *, cache: bool | None = None,
+                   image_size: int | None = None) -> "VideoStore":
         """``cache=None`` holds the videos in memory when they fit in :data:`CACHE_LIMIT_BYTES`."""
         if cache is None:
-            side = image_size or 112
-            cache = int(np.clip(dataset.frame_counts, 1, None).sum()) * side * side <= CACHE_LIMIT_BYTES
+            side = image_size or ECHONET_FRAME_PIXELS
+            cache = int(np.clip(table.frame_counts, 1, None).sum()) * side * side <= CACHE_LIMIT_BYTES
         if cache:
-            return cls(arrays=[load_video(path) for path in dataset.paths], image_size=image_size)
-        return cls(paths=dataset.paths, frame_counts=dataset.frame_counts, image_size=image_size)
+            return cls(arrays=[table.video(i) for i in range(len(table))], image_size=image_size)
+        return cls(table=table, image_size=image_size)
 
     def __len__(self) -> int:
         return len(self.frame_counts)
@@ -120,7 +132,7 @@ class VideoStore:
         if self.arrays is not None:
             video = self.arrays[index]
         else:
-            video = self._resize(load_video(self.paths[index], stop=int(frame_indices.max()) + 1), self.image_size)
+            video = self._resize(self.table.video(index, stop=int(frame_indices.max()) + 1), self.image_size)
         return video[frame_indices % len(video)]
 
 
@@ -177,7 +189,8 @@ class ClipDataset:
         per_video, items = self.clips_per_item, []
         for video, frames in enumerate(self.store.frame_counts):
             # all the video's clips this epoch drawn together, so their starts differ where possible
-            starts = random_starts(int(frames), self.clip_frames, self.clip_stride, self.clips_per_video * per_video, rng)
+            count = self.clips_per_video * per_video
+            starts = random_starts(int(frames), self.clip_frames, self.clip_stride, count, rng)
             items += [(video, starts[i * per_video:(i + 1) * per_video]) for i in range(self.clips_per_video)]
         return items
 
@@ -280,11 +293,25 @@ def auto_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) // 2))
 
 
-def common_image_size(dataset: EchoNetDataset) -> int | None:
-    """The most common FrameHeight of a dataset (112 in EchoNet-Dynamic), to which odd-sized videos
-    are resized (the release has 6 at 768x1024) so that clips stack into batches; None if unknown."""
-    heights = [r.frame_height for r in dataset.records if r.frame_height > 0]
+def common_image_size(table: VideoTable) -> int | None:
+    """The most common frame height of a table (112 in EchoNet-Dynamic), to which odd-sized videos
+    are resized (the release has 6 at 768x1024) so that clips stack into batches.
+
+    Read from the table's optional ``frame_sizes``; None where it has none or they are unknown
+    (the videos are then not resized).
+    """
+    sizes = getattr(table, "frame_sizes", None)
+    heights = [] if sizes is None else [int(h) for h in np.asarray(sizes).reshape(-1, 2)[:, 0] if h > 0]
     return int(np.bincount(heights).argmax()) if heights else None
+
+
+def require_ef(table: VideoTable, role: str) -> None:
+    """Raise a ValueError naming the videos of ``table`` without EF (NaN): an EF loader cannot train on them."""
+    missing = np.flatnonzero(np.isnan(np.asarray(table.ef_percent, dtype=np.float64)))
+    if len(missing):
+        shown = ", ".join(table.names[i] for i in missing[:3])
+        raise ValueError(f"{role} table: {len(missing)} of {len(table)} videos have no EF (NaN), e.g. {shown}; "
+                         f"EF loaders need an EF for every training video")
 
 
 def clip_dataloader(dataset: ClipDataset, *, batch_size: int, mean: float, std: float,
@@ -306,13 +333,15 @@ def clip_dataloader(dataset: ClipDataset, *, batch_size: int, mean: float, std: 
     return loader
 
 
-def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frames: int, clip_stride: int,
+def clip_dataloaders(train: VideoTable, valid: VideoTable, *, clip_frames: int, clip_stride: int,
                      batch_size: int, two_clips: bool = False, clips_per_video: int = 1, eval_clips: int = 3,
                      image_size: int | None = None, device: torch.device | str | None = None,
                      cache: bool | None = None, stats: tuple[float, float] | None = None,
                      seed: int = 0, num_workers: int | None = None, pad_pixels: int | None = None) -> DataLoaders:
     """fastai ``DataLoaders`` of EF clips: ``train`` with random starts and shifts, ``valid`` with fixed starts.
 
+    ``train`` and ``valid`` are :class:`~echobook.data.table.VideoTable` s; every training video
+    needs an EF (a ValueError names those without); a validation video without EF gives NaN targets.
     ``two_clips`` gives CoReEcho stage 1's ``[B, 2, 1, F, H, W]``; otherwise ``[B, 1, F, H, W]``.
     Videos are resized to ``image_size`` pixels a side (default: :func:`common_image_size`).
     ``num_workers=None``: none for videos held in memory, :func:`auto_workers` for lazily read ones.
@@ -320,20 +349,21 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
     the result's ``normalisation`` attribute holds it. ``pad_pixels``: the training shift's pad
     (default :func:`shift_pad_pixels` of the image size; 0 turns the shift off).
     """
+    require_ef(train, "train")
     image_size = image_size or common_image_size(train)
     if pad_pixels is None:
         pad_pixels = shift_pad_pixels(image_size) if image_size else CROP_PAD_PIXELS
-    train_store = VideoStore.from_dataset(train, cache=cache, image_size=image_size)
-    valid_store = VideoStore.from_dataset(valid, cache=cache, image_size=image_size)
+    train_store = VideoStore.from_table(train, cache=cache, image_size=image_size)
+    valid_store = VideoStore.from_table(valid, cache=cache, image_size=image_size)
     mean, std = stats if stats is not None else normalisation_stats(train_store, seed=seed)
     if num_workers is None:
         num_workers = 0 if train_store.arrays is not None else auto_workers()
     per_item = 2 if two_clips else 1
     common = dict(clip_frames=clip_frames, clip_stride=clip_stride, clips_per_item=per_item, eval_clips=eval_clips)
+    train_clips = ClipDataset(train_store, train.ef_percent, train=True, clips_per_video=clips_per_video, **common)
     loaders = [
-        clip_dataloader(ClipDataset(train_store, train.ef_percent, train=True, clips_per_video=clips_per_video, **common),
-                        batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers,
-                        pad_pixels=pad_pixels),
+        clip_dataloader(train_clips, batch_size=batch_size, mean=mean, std=std, device=device, seed=seed,
+                        num_workers=num_workers, pad_pixels=pad_pixels),
         clip_dataloader(ClipDataset(valid_store, valid.ef_percent, train=False, **common),
                         batch_size=batch_size, mean=mean, std=std, device=device, seed=seed, num_workers=num_workers),
     ]
@@ -345,37 +375,90 @@ def clip_dataloaders(train: EchoNetDataset, valid: EchoNetDataset, *, clip_frame
 def echonet_dataloaders(root: str | Path, preset=None, *, two_clips: bool = False, device=None,
                         clips_per_video: int = 1, cache: bool | None = None, seed: int = 0,
                         batch_size: int | None = None, num_workers: int | None = None,
-                        pad_pixels: int | None = None) -> DataLoaders:
+                        pad_pixels: int | None = None, require_tracings: bool = True) -> DataLoaders:
     """TRAIN/VAL loaders of an EchoNet-style folder with a size preset's clip settings.
 
     ``preset``: a :class:`echobook.config.SizePreset`, a size name, or None for ``auto``.
-    ``pad_pixels``: see :func:`clip_dataloaders`.
+    ``pad_pixels``: see :func:`clip_dataloaders`. ``require_tracings`` (default, the paper's
+    protocol): drop the videos without two usable traced frames, as the official EchoNet and
+    CoReEcho loaders do (5 TRAIN videos of the release); a warning gives the count, and the result's
+    ``dropped_untraced`` attribute their names. Synthetic sets are fully traced: nothing is dropped.
     """
-    from echobook.config import SizePreset, get_preset
-
-    preset = preset if isinstance(preset, SizePreset) else get_preset(preset or "auto")
-    dataset = read_echonet(root, split=None)
-    return clip_dataloaders(
+    preset = _preset(preset)
+    dataset = echonet_split(root, ("TRAIN", "VAL"), require_tracings=require_tracings)
+    dls = clip_dataloaders(
         dataset.subset("TRAIN"), dataset.subset("VAL"), clip_frames=preset.clip_frames,
         clip_stride=preset.clip_stride, batch_size=batch_size or preset.batch_size, two_clips=two_clips,
         clips_per_video=clips_per_video, eval_clips=preset.eval_clips, image_size=preset.crop_size,
         device=device, cache=cache, seed=seed, num_workers=num_workers, pad_pixels=pad_pixels,
     )
+    dls.dropped_untraced = dataset.dropped_untraced
+    return dls
 
 
-def eval_dataloader(dataset: EchoNetDataset, *, clip_frames: int, clip_stride: int, batch_size: int,
+def echonet_split(root: str | Path, split: str | Sequence[str] | None = "TEST", *,
+                  require_tracings: bool = True) -> EchoNetDataset:
+    """One split (or several) of an EchoNet-style folder as the EF loaders read it.
+
+    ``require_tracings`` (default) follows the paper's protocol: the videos without two usable
+    traced frames are dropped (1 TEST video of the release: 1,276 of 1,277 remain, as in CoReEcho's
+    test set), with a warning that gives the count; their names are in ``dropped_untraced``.
+    """
+    dataset = read_echonet(root, split, require_tracings=require_tracings)
+    dropped = dataset.dropped_untraced
+    if dropped:
+        warnings.warn(f"{root}: dropped {len(dropped)} video(s) without two usable traced frames "
+                      f"(e.g. {', '.join(dropped[:3])}), as the official EchoNet loader does; "
+                      f"require_tracings=False keeps them", stacklevel=2)
+    return dataset
+
+
+def echonet_eval_dataloader(root: str | Path, preset=None, *, mean: float, std: float, split: str = "TEST",
+                            device=None, batch_size: int | None = None, eval_clips: int | None = None,
+                            require_tracings: bool = True, cache: bool | None = None) -> ClipDataLoader:
+    """Test-time loader of one split of an EchoNet-style folder with a preset's clip settings.
+
+    ``mean``, ``std``: the training set's (``dls.normalisation``). ``eval_clips`` defaults to the
+    preset's. ``require_tracings``: see :func:`echonet_split` (the paper's protocol by default).
+    The loader's ``table`` is the split read, its ``dropped_untraced`` the names dropped.
+    """
+    preset = _preset(preset)
+    table = echonet_split(root, split, require_tracings=require_tracings)
+    loader = eval_dataloader(table, clip_frames=preset.clip_frames, clip_stride=preset.clip_stride,
+                             batch_size=batch_size or preset.batch_size, mean=mean, std=std,
+                             eval_clips=eval_clips or preset.eval_clips, image_size=preset.crop_size,
+                             device=device, cache=cache)
+    loader.dropped_untraced = table.dropped_untraced
+    return loader
+
+
+def _preset(preset):
+    """A :class:`echobook.config.SizePreset` from a preset, a size name or None (``auto``)."""
+    from echobook.config import SizePreset, get_preset
+
+    return preset if isinstance(preset, SizePreset) else get_preset(preset or "auto")
+
+
+def eval_dataloader(table: VideoTable, *, clip_frames: int, clip_stride: int, batch_size: int,
                     mean: float, std: float, eval_clips: int = 3, image_size: int | None = None,
                     device=None, cache: bool | None = None) -> ClipDataLoader:
-    """Test-time loader: ``eval_clips`` fixed clips per video, in order; average with :func:`average_per_video`."""
-    store = VideoStore.from_dataset(dataset, cache=cache, image_size=image_size or common_image_size(dataset))
-    clips = ClipDataset(store, dataset.ef_percent, clip_frames, clip_stride, train=False, eval_clips=eval_clips)
-    return clip_dataloader(clips, batch_size=batch_size, mean=mean, std=std, device=device)
+    """Test-time loader: ``eval_clips`` fixed clips per video, in order; average with :func:`average_per_video`.
+
+    A video without EF (NaN) gives NaN targets: predictions still come out, metrics need EF.
+    The loader's ``table`` attribute is ``table``.
+    """
+    store = VideoStore.from_table(table, cache=cache, image_size=image_size or common_image_size(table))
+    clips = ClipDataset(store, table.ef_percent, clip_frames, clip_stride, train=False, eval_clips=eval_clips)
+    loader = clip_dataloader(clips, batch_size=batch_size, mean=mean, std=std, device=device)
+    loader.table = table
+    return loader
 
 
 def average_per_video(values: torch.Tensor, video_index: np.ndarray) -> torch.Tensor:
     """Mean of per-clip ``values`` ``[N, ...]`` per video (``video_index`` from ``ClipDataset.video_index``)."""
     index = torch.as_tensor(video_index, device=values.device)
     videos = int(index.max()) + 1
-    sums = torch.zeros((videos, *values.shape[1:]), dtype=values.dtype, device=values.device).index_add_(0, index, values)
+    sums = torch.zeros((videos, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    sums.index_add_(0, index, values)
     counts = torch.bincount(index, minlength=videos).to(values.dtype).reshape(-1, *[1] * (values.dim() - 1))
     return sums / counts

@@ -8,6 +8,9 @@ import dataclasses
 import json
 import sys
 
+from echobook.config import PRESETS
+from echobook.data.labels import QUALITIES, VIEW_CHOICES
+
 
 def add_synth_parser(subparsers) -> None:
     synth = subparsers.add_parser(
@@ -21,16 +24,17 @@ def add_synth_parser(subparsers) -> None:
     echonet.add_argument("out", metavar="OUT", help="folder to write (must be empty or new unless --overwrite)")
     echonet.add_argument("--videos", type=int, default=48, help="number of videos (default: 48)")
     echonet.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    echonet.add_argument("--preset", choices=["smoke", "small", "full"], default=None,
+    echonet.add_argument("--preset", choices=list(PRESETS), default=None,
                          help="start from a size preset's synthetic settings (default: the engine's defaults)")
     echonet.add_argument("--frames", type=int, default=None, help="frames per video")
     echonet.add_argument("--size", type=int, default=None, help="pixels per side of each video")
-    echonet.add_argument("--quality", choices=["Good", "Medium", "Poor"], default=None,
+    echonet.add_argument("--quality", choices=list(QUALITIES), default=None,
                          help="force one image quality (default: a mix, mostly Good and Medium)")
     echonet.add_argument("--ef", type=float, default=None, metavar="PERCENT", help="one fixed EF for every video")
     echonet.add_argument("--ef-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                          help="EF drawn uniformly in [LOW, HIGH] percent (default: EchoNet-Dynamic's distribution)")
-    echonet.add_argument("--view", choices=["A4C", "A2C", "mixed"], default=None, help="apical view (default: A4C)")
+    echonet.add_argument("--view", choices=list(VIEW_CHOICES), default=None,
+                         help="apical view, or mixed: half and half (default: A4C)")
     echonet.add_argument("--workers", type=int, default=1,
                          help="processes making (or, with --device, planning) and encoding the videos (default: 1)")
     echonet.add_argument("--device", default="numpy",
@@ -49,10 +53,9 @@ CONFIG_FIELDS = {"frames": "frames", "size": "image_size", "quality": "quality",
 
 def synthetic_config(args):
     """The ``SyntheticConfig`` the options ask for (a preset's sizes first, then each option given)."""
-    from echobook.config import get_preset
     from echobook.data import synthetic
 
-    config = synthetic.config_for_preset(get_preset(args.preset)) if args.preset else synthetic.SyntheticConfig()
+    config = synthetic.config_for_preset(PRESETS[args.preset]) if args.preset else synthetic.SyntheticConfig()
     changes = {field: getattr(args, option) for option, field in CONFIG_FIELDS.items()
                if getattr(args, option) is not None}
     if "ef_range" in changes:
@@ -61,7 +64,8 @@ def synthetic_config(args):
 
 
 def _synth_echonet(args) -> int:
-    from echobook.data.echonet import check_echonet, synth_echonet
+    from echobook.data.echonet import check_echonet
+    from echobook.data.synthetic import synth_echonet
 
     try:
         out = synth_echonet(args.out, args.videos, args.seed, synthetic_config(args),

@@ -21,17 +21,21 @@ The reader handles every quirk known in the public release and counts each one i
 * coordinates outside the image: clipped to the image, counted;
 * ED is the traced frame with the larger LV area, ES the smaller; the file's order is not trusted
   (the official loader assumes "ES first", which holds for the release but not for every copy);
-* any FPS and any codec OpenCV reads; frames are stored once as gray.
+* any FPS and any codec OpenCV reads.
+
+Frames are read as one gray channel (``[T, H, W]``), not as the AVI's three channels: the official
+loader (``echonet.utils.loadvideo``) keeps the three MJPG-decoded channels (``[3, T, H, W]``), which
+differ from this gray image by up to 2 gray levels (the channels were written identical; MJPG's
+chroma rounding makes them differ by a unit or two).
+
+:class:`EchoNetDataset` is a :class:`echobook.data.table.VideoTable`, so the clip loaders of
+:mod:`echobook.data.clips` take it (or any other table) directly.
 
 Missing or unreadable files and missing columns raise an error that names the file (and the column).
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +45,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from echobook.data.geometry import tracing_area_px2, tracing_to_mask
+from echobook.data.geometry import MASK_RULES, tracing_area_px2, tracing_to_mask
+from echobook.data.table import SPLITS, split_names
 
 FILELIST_NAME = "FileList.csv"
 TRACINGS_NAME = "VolumeTracings.csv"
@@ -54,7 +59,6 @@ TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
 REQUIRED_FILELIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "Split")
 OPTIONAL_FILELIST_COLUMNS = ("FrameHeight", "FrameWidth", "FPS", "NumberOfFrames")
 
-SPLITS = ("TRAIN", "VAL", "TEST")
 # Videos per split in the public release (FileList.csv), the proportions synthetic sets copy.
 ECHONET_SPLIT_COUNTS = {"TRAIN": 7465, "VAL": 1288, "TEST": 1277}
 
@@ -185,8 +189,11 @@ def assign_splits(count: int, seed: int) -> list[str]:
 def load_video(path: str | Path, stop: int | None = None) -> np.ndarray:
     """The frames of a video file as uint8 gray ``[T, H, W]`` (``stop``: read at most that many frames).
 
-    Any codec OpenCV reads; colour frames are converted to gray (EchoNet's AVIs hold 3 identical
-    channels, and MJPG's chroma rounding makes them differ by a unit, so one channel is not enough).
+    Any codec OpenCV reads; colour frames are converted to gray with OpenCV's BGR-to-gray weights.
+    EchoNet's AVIs hold 3 channels written identical, but MJPG's chroma rounding makes them differ
+    by a unit, so one channel alone is not enough. This differs from the official loader
+    (``echonet.utils.loadvideo``), which keeps the three decoded channels ``[3, T, H, W]``: its
+    values differ from this gray image by up to 2 gray levels.
     """
     path = Path(path)
     if not path.is_file():
@@ -244,9 +251,13 @@ def save_video(path: str | Path, frames: np.ndarray, fps: float) -> None:
 
 # --------------------------------------------------------------------------------------------- tracings geometry
 
-def tracing_mask(tracing: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 {0, 1} LV mask ``[H, W]`` of a tracing (the package's one rasteriser, in geometry.py)."""
-    return tracing_to_mask(tracing, (height, width))
+def tracing_mask(tracing: np.ndarray, height: int, width: int, rule: str = "exact") -> np.ndarray:
+    """uint8 {0, 1} LV mask ``[H, W]`` of a tracing (the package's one rasteriser, in geometry.py).
+
+    ``rule``: ``"exact"`` (default) or ``"echonet"`` (the official loader's masks); see
+    :func:`echobook.data.geometry.polygon_to_mask`.
+    """
+    return tracing_to_mask(tracing, (height, width), rule=rule)
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -442,17 +453,6 @@ def _int_or(value: float, default: int) -> int:
     return default if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
 
 
-def _split_names(split: str | Sequence[str] | None) -> tuple[str, ...]:
-    if split is None or (isinstance(split, str) and split.strip().lower() in ("", "all")):
-        return SPLITS
-    wanted = (split,) if isinstance(split, str) else tuple(split)
-    upper = tuple(s.strip().upper() for s in wanted)
-    unknown = [s for s in upper if s not in SPLITS]
-    if unknown:
-        raise ValueError(f"split={split!r}: choose from {SPLITS} (any case), 'all' or None")
-    return upper
-
-
 def build_records(root: Path, filelist: pd.DataFrame, tracings: dict, problems: Problems) -> list[EchoNetRecord]:
     """One record per FileList row, with ED/ES chosen by area; videos lacking tracings are counted."""
     records = []
@@ -474,29 +474,36 @@ def build_records(root: Path, filelist: pd.DataFrame, tracings: dict, problems: 
 
 
 class EchoNetDataset:
-    """An EchoNet-Dynamic-style folder (real or synthetic), one split or several.
+    """An EchoNet-Dynamic-style folder (real or synthetic), one split or several: a
+    :class:`~echobook.data.table.VideoTable`.
 
-    ``dataset[i]`` reads the video (uint8 gray ``[T, H, W]``) and builds the ED/ES masks;
-    ``dataset.records[i]`` holds the labels alone. ``require_tracings=True`` drops the videos
-    without two usable traced frames (counted); otherwise they stay, with ``has_tracings`` False.
-    Every video of the chosen splits must exist (as in the official loader): a missing one raises
-    :class:`FileNotFoundError` naming it. ``problems`` counts what was found and handled.
+    ``dataset[i]`` reads the video (uint8 gray ``[T, H, W]``) and builds the ED/ES masks
+    (``mask_rule``: see :func:`echobook.data.geometry.polygon_to_mask`); ``dataset.records[i]``
+    holds the labels alone. ``require_tracings=True`` drops the videos without two usable traced
+    frames, as the official EchoNet and CoReEcho loaders do (their names: ``dropped_untraced``);
+    otherwise they stay, with ``has_tracings`` False. Every video of the chosen splits must exist
+    (as in the official loader): a missing one raises :class:`FileNotFoundError` naming it.
+    ``problems`` counts what was found and handled; ``chosen_splits`` names the splits read.
     """
 
     def __init__(self, root: str | Path, split: str | Sequence[str] | None = None, *,
-                 require_tracings: bool = False):
+                 require_tracings: bool = False, mask_rule: str = "exact"):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"{self.root}: no such folder (expected {FILELIST_NAME}, "
                                     f"{TRACINGS_NAME} and {VIDEOS_DIR}/ inside)")
-        self.splits = _split_names(split)
+        if mask_rule not in MASK_RULES:
+            raise ValueError(f"mask_rule={mask_rule!r}: choose from {MASK_RULES}")
+        self.chosen_splits = split_names(split)
         self.problems = Problems()
+        self.mask_rule = mask_rule
+        self._header_frames: dict[str, int] = {}  # frame counts read from headers where FileList has none
         filelist = read_filelist(self.root, self.problems)
         tracings = read_tracings(self.root, filelist, self.problems)
         records = build_records(self.root, filelist, tracings, self.problems)
-        if require_tracings:
-            records = [r for r in records if r.has_tracings]
-        self.records: list[EchoNetRecord] = [r for r in records if r.split in self.splits]
+        records = [r for r in records if r.split in self.chosen_splits]
+        self.records: list[EchoNetRecord] = [r for r in records if r.has_tracings or not require_tracings]
+        self._dropped: list[EchoNetRecord] = [r for r in records if require_tracings and not r.has_tracings]
         self._require_videos()
 
     def _require_videos(self) -> None:
@@ -515,11 +522,12 @@ class EchoNetDataset:
         masks = (None, None)
         if record.has_tracings:
             height, width = video.shape[1:]
-            masks = (tracing_mask(record.ed_tracing, height, width), tracing_mask(record.es_tracing, height, width))
+            masks = tuple(tracing_mask(tracing, height, width, self.mask_rule)
+                          for tracing in (record.ed_tracing, record.es_tracing))
         return EchoNetItem(record=record, video=video, ed_mask=masks[0], es_mask=masks[1])
 
     def video(self, index: int, stop: int | None = None) -> np.ndarray:
-        """uint8 gray ``[T, H, W]`` of video ``index`` (at most ``stop`` frames)."""
+        """uint8 gray ``[T, H, W]`` of video ``index`` (at most ``stop`` frames); see :func:`load_video`."""
         return load_video(self.records[index].path, stop=stop)
 
     @property
@@ -535,32 +543,67 @@ class EchoNetDataset:
         return np.array([r.ef_percent for r in self.records], dtype=np.float32)
 
     @property
+    def fps(self) -> np.ndarray:
+        """Frames per second from FileList (NaN where it has no FPS column)."""
+        return np.array([r.fps for r in self.records], dtype=np.float64)
+
+    @property
+    def splits(self) -> np.ndarray:
+        """Each video's split (TRAIN/VAL/TEST)."""
+        return np.array([r.split for r in self.records], dtype=str)
+
+    @property
     def frame_counts(self) -> np.ndarray:
-        """Frame counts from FileList (-1 where unknown; read the video then)."""
-        return np.array([r.frame_count for r in self.records], dtype=np.int64)
+        """Frame counts from FileList; where it has none, from the video's header (read once, without decoding)."""
+        return np.array([r.frame_count if r.frame_count > 0 else self._header_frame_count(r)
+                         for r in self.records], dtype=np.int64)
+
+    def _header_frame_count(self, record: EchoNetRecord) -> int:
+        if record.name not in self._header_frames:
+            self._header_frames[record.name] = probe_video(record.path)["frames"]
+        return self._header_frames[record.name]
+
+    @property
+    def frame_sizes(self) -> np.ndarray:
+        """(FrameHeight, FrameWidth) from FileList, ``[N, 2]``, -1 where unknown."""
+        sizes = [(r.frame_height, r.frame_width) for r in self.records]
+        return np.array(sizes, dtype=np.int64).reshape(len(sizes), 2)
+
+    @property
+    def has_tracings(self) -> np.ndarray:
+        """Whether each video has two usable traced frames (ED and ES)."""
+        return np.array([r.has_tracings for r in self.records], dtype=bool)
 
     @property
     def traced(self) -> np.ndarray:
         """Indices of the videos usable for tracing tasks (two traced frames)."""
-        return np.array([i for i, r in enumerate(self.records) if r.has_tracings], dtype=np.int64)
+        return np.flatnonzero(self.has_tracings).astype(np.int64)
+
+    @property
+    def dropped_untraced(self) -> list[str]:
+        """Names of the videos of these splits that ``require_tracings=True`` dropped (empty otherwise)."""
+        return [r.name for r in self._dropped]
 
     def subset(self, split: str | Sequence[str]) -> "EchoNetDataset":
-        """The same folder restricted to other splits, without re-reading the CSVs."""
-        splits = _split_names(split)
-        view = object.__new__(EchoNetDataset)
-        view.root, view.splits, view.problems = self.root, splits, self.problems
+        """The same folder restricted to other splits, without re-reading the CSVs (same type and settings)."""
+        splits = split_names(split)
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)  # root, problems, mask_rule, the shared header cache
+        view.chosen_splits = splits
         view.records = [r for r in self.records if r.split in splits]
+        view._dropped = [r for r in self._dropped if r.split in splits]
         return view
 
     def __repr__(self) -> str:
-        return (f"EchoNetDataset({str(self.root)!r}, splits={'/'.join(self.splits)}, videos={len(self)}, "
-                f"traced={len(self.traced)}, problems={sum(self.problems.counts.values())})")
+        dropped = f", dropped untraced={len(self._dropped)}" if self._dropped else ""
+        return (f"EchoNetDataset({str(self.root)!r}, splits={'/'.join(self.chosen_splits)}, videos={len(self)}, "
+                f"traced={len(self.traced)}{dropped}, problems={sum(self.problems.counts.values())})")
 
 
 def read_echonet(root: str | Path, split: str | Sequence[str] | None = None, *,
-                 require_tracings: bool = False) -> EchoNetDataset:
+                 require_tracings: bool = False, mask_rule: str = "exact") -> EchoNetDataset:
     """Read an EchoNet-Dynamic-style folder; see :class:`EchoNetDataset`."""
-    return EchoNetDataset(root, split, require_tracings=require_tracings)
+    return EchoNetDataset(root, split, require_tracings=require_tracings, mask_rule=mask_rule)
 
 
 # --------------------------------------------------------------------------------------------- checking
@@ -604,7 +647,8 @@ class EchoNetReport:
 def _ef_stats(values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
         return {"count": 0}
-    return {"count": int(len(values)), "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+    return {"count": int(len(values)), "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
             "min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
 
 
@@ -626,10 +670,13 @@ def _check_videos(records: list[EchoNetRecord], root: Path, problems: Problems, 
             problems.add(UNREADABLE_VIDEO, 1, [record.path.name], fatal=True)
         elif record.frame_count >= 0 and header["frames"] != record.frame_count:
             problems.add(FRAME_COUNT_MISMATCH, 1, [record.path.name])
-        if record.frame_height >= 0 and (header["height"], header["width"]) != (record.frame_height, record.frame_width):
+        listed_size = (record.frame_height, record.frame_width)
+        if record.frame_height >= 0 and (header["height"], header["width"]) != listed_size:
             problems.add(FRAME_SIZE_MISMATCH, 1, [record.path.name])
     videos_dir = root / VIDEOS_DIR
-    on_disk = {p.name for p in videos_dir.iterdir() if p.suffix.lower() == VIDEO_SUFFIX} if videos_dir.is_dir() else set()
+    on_disk = set()
+    if videos_dir.is_dir():
+        on_disk = {p.name for p in videos_dir.iterdir() if p.suffix.lower() == VIDEO_SUFFIX}
     unlisted = sorted(on_disk - listed)
     problems.add(UNLISTED_VIDEO, len(unlisted), unlisted)
 
@@ -739,90 +786,3 @@ def write_echonet(out_dir: str | Path, videos: Iterable, splits: Sequence[str], 
     pd.DataFrame(tracing_rows, columns=list(TRACING_COLUMNS)).to_csv(
         out_dir / TRACINGS_NAME, index=False, float_format="%.6f", lineterminator="\n")
     return out_dir
-
-
-def synth_echonet(out_dir: str | Path, videos: int, seed: int, config=None, *,
-                  overwrite: bool = False, progress: bool = False, workers: int = 1, device=None) -> Path:
-    """Make ``videos`` synthetic echocardiograms from ``seed`` and write them in the EchoNet layout.
-
-    Video ``i`` is ``echobook.data.synthetic.make_video(seed, i, config, device)``; splits come from
-    :func:`assign_splits` with the same seed, so one seed and device give the same folder, byte for
-    byte (``workers`` only changes how fast). ``device``: None (NumPy) or a torch device such as
-    ``"cuda"`` that forms the images in this process. With ``workers`` > 1, worker processes make
-    the videos (or, with a device, their NumPy plans) and encode the AVIs, so a set of any size
-    streams through in bounded memory.
-    """
-    from echobook.data import synthetic
-
-    if videos < 1:
-        raise ValueError(f"videos={videos}: need at least one")
-    device = synthetic.render_device(device)  # a bad device fails before anything is written
-    out_dir = Path(out_dir)
-    _prepare_output(out_dir, overwrite)  # refuse before spending minutes on generation
-    splits = assign_splits(videos, seed)
-    if workers <= 1:
-        made = synthetic.iter_videos(seed, range(videos), config, device=device)
-        return write_echonet(out_dir, _report_progress(made, videos, progress, every=8), splits, overwrite=True)
-    with synthetic.worker_pool(workers) as pool:
-        made = synthetic.iter_videos(seed, range(videos), config, device=device, pool=pool, ahead=4 * workers)
-        return write_echonet(out_dir, _report_progress(made, videos, progress, every=8 * workers), splits,
-                             overwrite=True, pool=pool, ahead=4 * workers)
-
-
-def _report_progress(videos: Iterable, total: int, progress: bool, every: int):
-    """``videos`` passed through, with a line before each ``every`` of them when ``progress``."""
-    for index, video in enumerate(videos):
-        if progress and index % every == 0:
-            print(f"synth echonet: videos {index + 1}-{min(index + every, total)} of {total}", flush=True)
-        yield video
-
-
-# --------------------------------------------------------------------------------------------- a reusable synthetic set
-
-CACHE_ENV = "ECHOBOOK_CACHE"
-
-
-def _synthetic_key(videos: int, seed: int, config) -> str:
-    """A digest of everything that decides the bytes: the engine's and this writer's code, the config, count, seed."""
-    from echobook.data import synthetic
-
-    digest = hashlib.sha256()
-    for module_file in (synthetic.__file__, __file__):
-        digest.update(Path(module_file).read_bytes())
-    digest.update(f"{videos}:{seed}:{config!r}".encode())
-    return digest.hexdigest()[:12]
-
-
-def cached_synthetic_echonet(videos: int, seed: int, config=None, *, cache_dir: str | Path | None = None,
-                             workers: int = 1, progress: bool = False, device=None) -> Path:
-    """A synthetic EchoNet folder made once and reused: chapters that share a size and seed share it.
-
-    The folder lives in ``cache_dir`` (default ``$ECHOBOOK_CACHE``, else the system's temp folder
-    under ``echobook-cache``) and its name holds a digest of the engine's code, the config, the
-    count and the seed, so a change anywhere makes a fresh one. It is written under a temporary
-    name and renamed when complete, so an interrupted run never leaves a half set to be reused.
-    ``device`` (see :func:`synth_echonet`) forms other pixels, so a device's set is named after it.
-    """
-    from echobook.data.synthetic import SyntheticConfig, render_device
-
-    config = SyntheticConfig() if config is None else config
-    device = render_device(device)
-    base = Path(cache_dir or os.environ.get(CACHE_ENV, "") or Path(tempfile.gettempdir()) / "echobook-cache")
-    on = "" if device is None else f"-{device.type}"
-    final = base / (f"echonet-{config.image_size}px-{config.frames}f-{videos}v-seed{seed}{on}-"
-                    f"{_synthetic_key(videos, seed, config)}")
-    if (final / FILELIST_NAME).is_file():
-        return final
-    base.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=base))
-    try:
-        synth_echonet(partial, videos, seed, config, overwrite=True, progress=progress, workers=workers, device=device)
-        try:
-            partial.rename(final)
-        except OSError:  # another process finished the same set first: theirs is identical
-            if not (final / FILELIST_NAME).is_file():
-                raise
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
-    return final

@@ -26,11 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from echobook.data.synthetic import LABELS
+from echobook.data.labels import LV_CAVITY, LV_MYOCARDIUM
 from echobook.metrics import ef_prediction
 
-LV_CAVITY = next(value for value, name in LABELS.items() if name == "LV cavity")
-LV_MYOCARDIUM = next(value for value, name in LABELS.items() if name == "LV myocardium")
 UNIFORMER_STAGES = (1, 2, 3, 4)
 # BinaryClassifierOutputTarget's category: 1 explains the score itself, 0 its negative
 DIRECTIONS = {"raises": 1, "lowers": 0}

@@ -21,11 +21,12 @@ scatter with hover details and a colour menu; the player as an animation of smal
 from __future__ import annotations
 
 import base64
-import sys
 from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from echobook.config import in_colab
 
 DISPLAY_PX = 224  # side of the shown frames; small clips are enlarged to it (nearest neighbour)
 STATIC_FRAMES = 16  # frames kept in a static animation
@@ -84,10 +85,6 @@ def encoded(rgb: np.ndarray, fmt: str = ".png") -> bytes:
 def data_uri(rgb: np.ndarray) -> str:
     """A JPEG data URI, the lightest way to embed a frame in a static plotly figure."""
     return "data:image/jpeg;base64," + base64.b64encode(encoded(rgb, ".jpg")).decode("ascii")
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def figure_widget_or_none(figure):

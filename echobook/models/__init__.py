@@ -1,28 +1,24 @@
-"""Models: the UniFormer video family, regression heads and the R(2+1)D baseline."""
-from echobook.models.heads import (
-    ECHONET_MEAN_EF_PERCENT, CoReEchoRegressor, EncoderWithHead, R2Plus1DRegressor, r2plus1d_18_ef,
+"""Models: one family per file, every variant behind one registry (:mod:`echobook.models.registry`).
+
+- :mod:`~echobook.models.uniformer`: the UniFormer video encoders (``uniformer_s``, ``uniformer_b``,
+  ``uniformer_xs``, ``uniformer_xxs``);
+- :mod:`~echobook.models.r2plus1d`: EchoNet-Dynamic's R(2+1)D-18 EF regressor (``r2plus1d_18``);
+- :mod:`~echobook.models.heads`: heads that read EF from embeddings (CoReEcho's MLP);
+- :mod:`~echobook.models.cost`: parameters and multiply-adds of any model.
+
+``create_model(name, **kwargs)`` builds any of them; ``list_models()`` names them.
+"""
+from echobook.models import r2plus1d, uniformer  # noqa: F401  (importing a family registers its variants)
+from echobook.models.heads import HEAD_BIAS_INIT_EF_PERCENT, CoReEchoRegressor, EncoderWithHead
+from echobook.models.r2plus1d import R2Plus1DRegressor
+from echobook.models.registry import (
+    MODEL_KINDS, create_model, is_model, list_models, model_config, model_kind, register_model,
 )
-from echobook.models.uniformer import (
-    UNIFORMER_CONFIGS, CheckpointMismatchError, UniFormer, UniFormerConfig, count_multiply_adds,
-    count_parameters, load_pretrained,
-)
-from echobook.models.uniformer import create_model as create_uniformer
-
-BASELINES = {"r2plus1d_18": r2plus1d_18_ef}
-
-
-def create_model(name: str, **kwargs):
-    """Any model of the package by name: a UniFormer variant (``uniformer_s``, ``uniformer_xxs``, ...)
-    or a baseline (``r2plus1d_18``)."""
-    if name in BASELINES:
-        return BASELINES[name](**kwargs)
-    if name in UNIFORMER_CONFIGS:
-        return create_uniformer(name, **kwargs)
-    raise KeyError(f"unknown model {name!r}; choose one of {sorted(UNIFORMER_CONFIGS) + sorted(BASELINES)}")
-
+from echobook.models.cost import count_multiply_adds, count_parameters
+from echobook.models.uniformer import CheckpointMismatchError, UniFormer, UniFormerConfig, load_pretrained
 
 __all__ = [
-    "BASELINES", "ECHONET_MEAN_EF_PERCENT", "UNIFORMER_CONFIGS", "CheckpointMismatchError", "CoReEchoRegressor",
-    "EncoderWithHead", "R2Plus1DRegressor", "UniFormer", "UniFormerConfig", "count_multiply_adds",
-    "count_parameters", "create_model", "create_uniformer", "load_pretrained", "r2plus1d_18_ef",
+    "HEAD_BIAS_INIT_EF_PERCENT", "MODEL_KINDS", "CheckpointMismatchError", "CoReEchoRegressor", "EncoderWithHead",
+    "R2Plus1DRegressor", "UniFormer", "UniFormerConfig", "count_multiply_adds", "count_parameters", "create_model",
+    "is_model", "list_models", "load_pretrained", "model_config", "model_kind", "register_model",
 ]

@@ -1,11 +1,9 @@
-"""Regression heads and the EchoNet-Dynamic baseline.
+"""Heads that read EF from an encoder's embeddings.
 
 - :class:`CoReEchoRegressor`: the shallow MLP of CoReEcho (Maani et al., MICCAI 2024), in the
   paper's order: BatchNorm1d, Dropout(0.4), Linear, BatchNorm1d, GELU, Dropout(0.4), Linear,
   with the output bias starting at the training set's mean EF.
 - :class:`EncoderWithHead`: an encoder that gives ``[B, D]`` embeddings followed by a head.
-- :func:`r2plus1d_18_ef`: torchvision's R(2+1)D-18 with one output, the EchoNet-Dynamic EF model
-  (Ouyang et al., Nature 2020), built without pretrained weights (nothing is downloaded).
 
 Every regressor returns ``ef_percent`` of shape ``[B]``, like the labels.
 """
@@ -14,15 +12,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# EchoNet-Dynamic's mean EF (%), the value both CoReEcho and EchoNet start the output bias at.
-ECHONET_MEAN_EF_PERCENT = 55.6
+# Where CoReEcho's and EchoNet-Dynamic's code start the output bias (their rounding of EchoNet's mean EF,
+# 55.75 % over FileList.csv): the fall-back when the training set's own mean EF is not known.
+HEAD_BIAS_INIT_EF_PERCENT = 55.6
 
 
 class CoReEchoRegressor(nn.Sequential):
     """``[B, in_features]`` embeddings -> ``[B]`` EF (%)."""
 
     def __init__(self, in_features: int = 512, hidden_features: int | None = None, dropout: float = 0.4,
-                 mean_ef_percent: float = ECHONET_MEAN_EF_PERCENT):
+                 mean_ef_percent: float = HEAD_BIAS_INIT_EF_PERCENT):
         hidden = hidden_features or in_features
         super().__init__(
             nn.BatchNorm1d(in_features),
@@ -53,34 +52,3 @@ class EncoderWithHead(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(clip))
-
-
-class R2Plus1DRegressor(nn.Module):
-    """torchvision's R(2+1)D-18 taking ``[B, in_chans, T, H, W]`` clips and returning ``[B]`` EF (%).
-
-    Gray clips are fed to a stem convolution with one input channel: the same function as three
-    identical channels (EchoNet's AVIs are gray copied three times) at a third of the stem's cost.
-    Torchvision's key names are kept under ``net.`` (with the stem's first weight one channel wide).
-    """
-
-    def __init__(self, in_chans: int = 1, mean_ef_percent: float = ECHONET_MEAN_EF_PERCENT):
-        super().__init__()
-        from torchvision.models.video import r2plus1d_18
-
-        self.net = r2plus1d_18(weights=None, num_classes=1)
-        stem = self.net.stem[0]
-        if in_chans != stem.in_channels:
-            self.net.stem[0] = nn.Conv3d(in_chans, stem.out_channels, stem.kernel_size, stem.stride,
-                                         stem.padding, bias=stem.bias is not None)
-        nn.init.constant_(self.net.fc.bias, float(mean_ef_percent))
-        self.in_chans = in_chans
-
-    def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        if clip.ndim != 5 or clip.shape[1] != self.in_chans:
-            raise ValueError(f"expected clips [B, {self.in_chans}, T, H, W], got shape {tuple(clip.shape)}")
-        return self.net(clip).squeeze(-1)
-
-
-def r2plus1d_18_ef(in_chans: int = 1, mean_ef_percent: float = ECHONET_MEAN_EF_PERCENT) -> R2Plus1DRegressor:
-    """The EchoNet-Dynamic EF model, randomly initialised (EchoNet started from Kinetics-400)."""
-    return R2Plus1DRegressor(in_chans, mean_ef_percent)

@@ -1,7 +1,9 @@
 """UniFormer for video (Li et al., ICLR 2022), written from the paper's description.
 
-One model family per file, timm style: a small :class:`UniFormerConfig` per variant,
-the registry :data:`UNIFORMER_CONFIGS` and :func:`create_model`.
+One model family per file, timm style: each variant is a small function returning its
+:class:`UniFormerConfig` (``uniformer_s``, ``uniformer_xxs``, ...), registered with the package's
+model registry, so ``echobook.models.create_model("uniformer_s")`` builds it and
+``model_config("uniformer_s")`` shows its numbers.
 
 Shapes: input clips ``[B, C, T, H, W]`` with ``C`` 1 (gray, expanded to the stem's 3
 channels at the input) or 3. The stem divides T by 2 and H, W by 4; each later stage
@@ -21,10 +23,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from echobook.models.registry import register_model
 
 # Published figures for UniFormer-S (video): the UniFormer README's model zoo gives 21.4 M
 # parameters (Kinetics-400 model, 400-class head included) and 167 GFLOPs for 16x1x4 views,
@@ -56,16 +61,6 @@ class UniFormerConfig:
     @property
     def embed_dim(self) -> int:
         return self.dims[-1]
-
-
-UNIFORMER_CONFIGS: dict[str, UniFormerConfig] = {
-    # The official sizes.
-    "uniformer_s": UniFormerConfig(depths=(3, 4, 8, 3), dims=(64, 128, 320, 512), head_dim=64),
-    "uniformer_b": UniFormerConfig(depths=(5, 8, 20, 7), dims=(64, 128, 320, 512), head_dim=64),
-    # CPU sizes for the book's smoke and small runs: same design, fewer and narrower blocks.
-    "uniformer_xs": UniFormerConfig(depths=(1, 2, 3, 1), dims=(32, 64, 128, 256), head_dim=32),
-    "uniformer_xxs": UniFormerConfig(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), head_dim=32),
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,24 +306,51 @@ def _init_weights(module: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry, checkpoints, cost
+# Variants, checkpoints, cost
 
 
-def create_model(name: str, **overrides) -> UniFormer:
-    """A UniFormer from the registry; keyword arguments replace fields of its config.
-
-    >>> create_model("uniformer_s", drop_rate=0.1)   # CoReEcho's backbone
-    """
-    if name not in UNIFORMER_CONFIGS:
-        raise KeyError(f"unknown UniFormer variant {name!r}; choose one of {sorted(UNIFORMER_CONFIGS)}")
+def _build(config: UniFormerConfig, overrides: dict) -> UniFormer:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(UniFormerConfig)}
     if unknown:
         raise TypeError(f"UniFormerConfig has no field(s) {sorted(unknown)}")
-    return UniFormer(dataclasses.replace(UNIFORMER_CONFIGS[name], **overrides))
+    return UniFormer(dataclasses.replace(config, **overrides))
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def uniformer_variant(config_fn: Callable[[], UniFormerConfig]) -> Callable[[], UniFormerConfig]:
+    """Register the variant whose config ``config_fn()`` gives, under the function's name; keyword
+    arguments of ``create_model(name, **overrides)`` replace fields of that config."""
+    def build(**overrides) -> UniFormer:
+        return _build(config_fn(), overrides)
+
+    build.__doc__ = config_fn.__doc__
+    register_model(build, name=config_fn.__name__, kind="encoder", config=config_fn)
+    return config_fn
+
+
+# The official sizes.
+@uniformer_variant
+def uniformer_s() -> UniFormerConfig:
+    """UniFormer-S: CoReEcho's encoder."""
+    return UniFormerConfig(depths=(3, 4, 8, 3), dims=(64, 128, 320, 512), head_dim=64)
+
+
+@uniformer_variant
+def uniformer_b() -> UniFormerConfig:
+    """UniFormer-B."""
+    return UniFormerConfig(depths=(5, 8, 20, 7), dims=(64, 128, 320, 512), head_dim=64)
+
+
+# CPU sizes for the book's smoke and small runs: same design, fewer and narrower blocks.
+@uniformer_variant
+def uniformer_xs() -> UniFormerConfig:
+    """A narrower UniFormer for a laptop CPU."""
+    return UniFormerConfig(depths=(1, 2, 3, 1), dims=(32, 64, 128, 256), head_dim=32)
+
+
+@uniformer_variant
+def uniformer_xxs() -> UniFormerConfig:
+    """The smallest UniFormer: the CPU sizes' encoder."""
+    return UniFormerConfig(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128), head_dim=32)
 
 
 def _unwrap_state_dict(checkpoint) -> dict[str, torch.Tensor]:
@@ -395,31 +417,3 @@ def load_pretrained(model: UniFormer, path_or_state, *, skip_head: bool | None =
     # BatchNorm counters may be absent in old files; everything else was checked above.
     model.load_state_dict(state, strict=False)
     return {"skipped": skipped}
-
-
-def count_multiply_adds(model: nn.Module, clip_shape: tuple[int, ...] = (1, 3, 36, 112, 112)) -> int:
-    """Multiply-adds of one forward pass (convolutions and matrix products, the usual convention).
-
-    Measured with :class:`torch.utils.flop_counter.FlopCounterMode` (which counts 2 FLOPs per
-    multiply-add) on a copy of the model on the ``meta`` device, so nothing is computed. The
-    attention runs on PyTorch's math backend there, whose two batched matrix products the
-    counter sees (it has no rule for the fused CPU kernel).
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    meta_model = _meta_copy(model).eval()
-    clip = torch.empty(clip_shape, device="meta")
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), counter:
-        meta_model(clip)
-    return counter.get_total_flops() // 2
-
-
-def _meta_copy(model: nn.Module) -> nn.Module:
-    if isinstance(model, UniFormer):
-        with torch.device("meta"):
-            return UniFormer(model.config)
-    import copy
-
-    return copy.deepcopy(model).to("meta")

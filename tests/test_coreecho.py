@@ -1,4 +1,5 @@
-"""Learners: the stop-gradient, stage-2 freezing, 3-clip evaluation, checkpoints, resuming, learning.
+"""CoReEcho's method module and the shared training it uses: the recipe per size, the stop-gradient,
+stage-2 freezing, 3-clip evaluation, checkpoints, resuming, learning.
 
 Everything runs on tiny in-memory clips ([B, 1, 8, 32, 32]) and ``uniformer_xxs`` on the CPU.
 The videos' brightness encodes their EF, so a model that learns anything beats the mean.
@@ -12,11 +13,15 @@ from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from torch import nn
 
+from echobook import config
 from echobook.data.clips import ClipDataset, VideoStore, clip_dataloader
-from echobook.learners import (
-    BEST_FILE, LAST_FILE, CancelAfterEpoch, CheckpointCallback, CoReEchoModel, Stage1Output, atomic_save,
-    coreecho_model, coreecho_stage1_learner, coreecho_stage2_learner, evaluate, fit_resumable, l1_learner,
-    lr_scheduler, step_schedule,
+from echobook.methods import coreecho
+from echobook.methods.coreecho import (
+    CoReEchoModel, Stage1Output, coreecho_model, coreecho_stage1_learner, coreecho_stage2_learner, l1_learner,
+)
+from echobook.training import (
+    BEST_FILE, LAST_FILE, CancelAfterEpoch, CheckpointCallback, atomic_save, evaluate, fit_resumable, lr_scheduler,
+    step_schedule,
 )
 
 CLIP_FRAMES, CLIP_STRIDE, VIDEO_FRAMES, SIDE = 8, 1, 12, 32
@@ -116,7 +121,7 @@ def test_stage1_stop_gradient():
 
 def test_stage1_loss_of_a_single_clip_batch_is_its_l1_alone():
     """The last partial batch of a one-clip validation loader can hold one clip: RnC has no pair there."""
-    from echobook.learners import Stage1Loss
+    from echobook.methods.coreecho import Stage1Loss
 
     embeddings = torch.randn(1, 4, requires_grad=True)
     pred = Stage1Output(embeddings, torch.tensor([50.0]))
@@ -130,7 +135,7 @@ def test_stage1_loss_of_a_single_clip_batch_is_its_l1_alone():
 
 def test_stage1_labels_follow_the_flattened_clip_order():
     """A video's two clips are neighbours after flattening, so labels repeat_interleave, not tile."""
-    from echobook.learners import flatten_clips, repeat_per_clip
+    from echobook.metrics import flatten_clips, repeat_per_clip
 
     clips = torch.arange(3)[:, None, None, None, None, None].expand(3, 2, 1, 1, 1, 1).float()
     assert flatten_clips(clips).flatten().tolist() == [0, 0, 1, 1, 2, 2]
@@ -160,7 +165,7 @@ def test_stage1_optimiser_and_step_decay():
         by_epoch.setdefault(epoch, set()).add(round(lr, 12))
     # 5 epochs: the drop at 60% falls on epoch 3, like epoch 15 of 25
     assert by_epoch == {0: {1e-4}, 1: {1e-4}, 2: {1e-4}, 3: {1e-5}, 4: {1e-5}}
-    assert step_schedule(1.0)(15 / 25) == pytest.approx(0.1) and step_schedule(1.0)(14.99 / 25) == 1.0
+    assert step_schedule(1.0, 15 / 25)(15 / 25) == pytest.approx(0.1) and step_schedule(1.0, 15 / 25)(14.99 / 25) == 1.0
 
 
 def test_one_cycle_warms_up_then_anneals_and_bad_names_fail():
@@ -292,7 +297,7 @@ def test_best_checkpoint_holds_the_best_epoch(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [BEST_FILE, LAST_FILE]  # no temp files left
 
     # the best file's weights reproduce the best epoch's MAE
-    from echobook.learners import load_checkpoint
+    from echobook.training import load_checkpoint
 
     load_checkpoint(learn.model, tmp_path / BEST_FILE)
     with learn.no_bar(), learn.no_logging():
@@ -325,6 +330,55 @@ def test_resume_after_interruption_ends_at_the_same_epoch(tmp_path):
     best = torch.load(tmp_path / BEST_FILE)["model"]
     for key, value in second.model.state_dict().items():
         torch.testing.assert_close(value, best[key], rtol=0, atol=0)
+
+
+class RunsCode:
+    """Unpickling this calls ``exec``: what a crafted checkpoint would do with ``weights_only=False``."""
+
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path(__import__('os').environ['ECHOBOOK_PWNED']).touch()",))
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path, monkeypatch):
+    from echobook.training import CheckpointError, load_checkpoint
+
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("ECHOBOOK_PWNED", str(marker))
+    torch.save({"model": {}, "payload": RunsCode()}, tmp_path / LAST_FILE)
+    with pytest.raises(CheckpointError, match=f"{LAST_FILE}: not a checkpoint this package can read safely"):
+        load_checkpoint(coreecho_model("uniformer_xxs"), tmp_path / LAST_FILE)
+    assert not marker.exists()
+
+
+def test_a_checkpoint_of_another_variant_is_refused_before_anything_changes(tmp_path):
+    from echobook.training import CheckpointError, load_checkpoint
+
+    torch.manual_seed(0)
+    learn = l1_learner(tiny_dls(), "uniformer_xxs", lr=1e-3)
+    quiet_fit(learn, 1, cbs=[CheckpointCallback(tmp_path)])
+    other = coreecho_model("uniformer_xs")
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"best.pth: does not fit CoReEchoModel.*dims=\(32, 64, 128, 256\).*"
+                                              r"saved from CoReEchoModel, encoder UniFormer dims=\(16, 32, 64, 128\)"):
+        load_checkpoint(other, tmp_path / BEST_FILE)
+    assert all(torch.equal(v, before[k]) for k, v in other.state_dict().items())
+
+
+def test_a_stage2_resume_in_a_stage1_folder_names_the_mismatch_and_stale_temporaries_go(tmp_path):
+    from echobook.training import CheckpointError
+
+    torch.manual_seed(0)
+    stage1 = coreecho_stage1_learner(tiny_dls(two_clips=True), "uniformer_xxs", lr=1e-3)
+    with stage1.no_bar(), stage1.no_logging():
+        fit_resumable(stage1, 1, tmp_path)
+    (tmp_path / f".{LAST_FILE}.abc123.tmp").write_bytes(b"half a checkpoint")  # a save killed mid-write
+    stage2 = coreecho_stage2_learner(stage1.model, tiny_dls())
+    head_before = {k: v.clone() for k, v in stage2.model.head.state_dict().items()}
+    with pytest.raises(CheckpointError, match="this learner trains 8 in"):
+        with stage2.no_bar(), stage2.no_logging():
+            fit_resumable(stage2, 2, tmp_path)
+    assert all(torch.equal(v, head_before[k]) for k, v in stage2.model.head.state_dict().items())
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 # --------------------------------------------------------------------------------------------- learning
@@ -386,3 +440,43 @@ def test_bench_scales_a_cpu_run_down_to_the_small_preset_and_says_so():
     assert preset.name == "small" and "small preset" in note
     preset, note = bench_preset("smoke", torch.device("cpu"))
     assert preset.name == "smoke" and note == ""
+
+
+def test_full_size_trains_with_coreechos_recipe():
+    """`full` is the paper's recipe: its constants, UniFormer-S, 25 + 5 epochs."""
+    full = coreecho.recipe("full")
+    assert full.learner_kwargs == {"lr": coreecho.COREECHO_LR, "schedule": "step",
+                                   "drop_rate": coreecho.COREECHO_ENCODER_DROP_RATE,
+                                   "head_dropout": coreecho.COREECHO_HEAD_DROPOUT}
+    assert full.probe_learning_rate == coreecho.COREECHO_LR
+    assert (full.epochs, full.probe_epochs, full.encoder) == (25, 5, "uniformer_s")
+
+
+def test_a_recipe_for_every_size_that_builds_learners():
+    """Each size has a recipe; its learner_kwargs are what l1_learner and coreecho_stage1_learner take."""
+    from echobook.models import list_models
+    from echobook.training import LR_SCHEDULES
+
+    assert set(coreecho.RECIPES) == set(config.SIZES)
+    settings = config.setup("smoke", "", 0, "cpu", verbose=False)
+    assert coreecho.recipe(settings) == coreecho.recipe("smoke")
+    for size, recipe in coreecho.RECIPES.items():
+        assert recipe.encoder in list_models(kind="encoder")
+        assert recipe.lr_schedule in LR_SCHEDULES
+        assert 0 < recipe.learning_rate <= recipe.probe_learning_rate
+        with torch.device("meta"):
+            model = coreecho_model(recipe.encoder, **recipe.model_kwargs)
+        assert {m.p for m in model.head.modules() if isinstance(m, nn.Dropout)} == {recipe.head_dropout}
+        assert model.encoder.pos_drop.p == recipe.encoder_drop_rate
+    # training clips seen grow with the size (smoke runs more epochs over fewer videos than small)
+    seen = [config.PRESETS[s].videos * coreecho.RECIPES[s].epochs for s in config.SIZES]
+    assert seen == sorted(seen)
+
+
+def test_an_ef_regressor_gets_no_coreecho_head():
+    """The registry's kind decides: an encoder gets CoReEcho's head, a whole EF model is used as it is."""
+    with pytest.raises(ValueError, match="not an encoder"):
+        coreecho_model("r2plus1d_18")
+    learn = l1_learner(tiny_dls(), "r2plus1d_18")
+    assert type(learn.model).__name__ == "R2Plus1DRegressor"
+
