@@ -84,8 +84,9 @@ def resolve_size(size: str = AUTO, *, has_gpu: bool | None = None) -> str:
     return size
 
 
-def get_preset(size: str = AUTO) -> SizePreset:
-    return PRESETS[resolve_size(size)]
+def get_preset(size: str | SizePreset | None = AUTO) -> SizePreset:
+    """The preset of a size name (``None`` means ``auto``); a preset passes through unchanged."""
+    return size if isinstance(size, SizePreset) else PRESETS[resolve_size(size or AUTO)]
 
 
 def resolve_device(device: str | torch.device = AUTO) -> torch.device:

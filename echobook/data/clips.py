@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
+from echobook.config import get_preset
 from echobook.data.echonet import EchoNetDataset, read_echonet
 from echobook.data.table import VideoTable
 
@@ -384,7 +385,7 @@ def echonet_dataloaders(root: str | Path, preset=None, *, two_clips: bool = Fals
     CoReEcho loaders do (5 TRAIN videos of the release); a warning gives the count, and the result's
     ``dropped_untraced`` attribute their names. Synthetic sets are fully traced: nothing is dropped.
     """
-    preset = _preset(preset)
+    preset = get_preset(preset)
     dataset = echonet_split(root, ("TRAIN", "VAL"), require_tracings=require_tracings)
     dls = clip_dataloaders(
         dataset.subset("TRAIN"), dataset.subset("VAL"), clip_frames=preset.clip_frames,
@@ -422,7 +423,7 @@ def echonet_eval_dataloader(root: str | Path, preset=None, *, mean: float, std: 
     preset's. ``require_tracings``: see :func:`echonet_split` (the paper's protocol by default).
     The loader's ``table`` is the split read, its ``dropped_untraced`` the names dropped.
     """
-    preset = _preset(preset)
+    preset = get_preset(preset)
     table = echonet_split(root, split, require_tracings=require_tracings)
     loader = eval_dataloader(table, clip_frames=preset.clip_frames, clip_stride=preset.clip_stride,
                              batch_size=batch_size or preset.batch_size, mean=mean, std=std,
@@ -430,13 +431,6 @@ def echonet_eval_dataloader(root: str | Path, preset=None, *, mean: float, std: 
                              device=device, cache=cache)
     loader.dropped_untraced = table.dropped_untraced
     return loader
-
-
-def _preset(preset):
-    """A :class:`echobook.config.SizePreset` from a preset, a size name or None (``auto``)."""
-    from echobook.config import SizePreset, get_preset
-
-    return preset if isinstance(preset, SizePreset) else get_preset(preset or "auto")
 
 
 def eval_dataloader(table: VideoTable, *, clip_frames: int, clip_stride: int, batch_size: int,
