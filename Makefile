@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.echobook-installed
 
-.PHONY: install book test nbval lab clean-book
+.PHONY: install book test nbval lab student clean-book
 
 install: $(INSTALLED)
 
@@ -30,6 +30,12 @@ nbval: $(INSTALLED)
 
 lab: $(INSTALLED)
 	$(VENV)/bin/jupyter lab book/
+
+# The student edition in $(STUDENT_DIR): the chapters without their solutions, a stub and a check per exercise;
+# `make student NBGRADER=1` writes nbgrader source notebooks instead (see the preface, "In a classroom")
+STUDENT_DIR ?= student
+student: $(INSTALLED)
+	$(VENV)/bin/echobook student $(STUDENT_DIR) $(if $(NBGRADER),--nbgrader)
 
 clean-book:
 	rm -rf _build

@@ -1,4 +1,5 @@
-"""``echobook bench``: what one CoReEcho training step costs, measured in one run.
+"""``echobook bench``: what one CoReEcho training step costs, and what Echo-E3Net and UniFormer-S cost at
+inference, measured in one run.
 
 1. Training clips per second of a UniFormer stage-1 step (two clips per video, RnC + L1 through the
    stop-gradient, AdamW step), in float32 and, on CUDA, under bfloat16 autocast. On a CPU the
@@ -9,6 +10,11 @@
 3. The data path's clips per second (a two-clip ``ClipDataLoader`` over random uint8 videos held in
    memory, normalised and shifted on the device) against the training step's: above 1, the loader
    keeps up.
+4. The inference cost of Echo-E3Net (chapter 10) and chapter 5's UniFormer-S side by side, at batch 1
+   on 2 CPU threads (the point-of-care setting): latency per clip, parameters and multiply-adds, at
+   the paper-scale clip (36x112x112) unless ``--cost-clip`` says otherwise; and, on CUDA, the GPU
+   throughput of both at batch 16. The models are timed alternately in one run, so their ratio holds
+   even on a busy machine whose absolute timings are inflated.
 
 :mod:`echobook.cli` registers the command with :func:`add_bench_parser`.
 """
@@ -26,24 +32,37 @@ import torch
 
 RNC_SAMPLES = 32  # 2N: 16 videos x 2 clips, CoReEcho's stage-1 batch
 WARMUP_STEPS = 2  # untimed steps first: allocator, autotuning, first-call overheads
+COST_CPU_THREADS = 2  # the issue's point-of-care setting: a 2-core CPU
+COST_MODELS = (("Echo-E3Net", "e3net_s"), ("UniFormer-S", "uniformer_s"))  # chapter 10 against chapter 5
+GPU_THROUGHPUT_BATCH = 16
+REAL_TIME_MS = 1000.0 / 30  # thirty clips a second
 
 
 def add_bench_parser(subparsers) -> None:
     bench = subparsers.add_parser(
-        "bench", help="time a CoReEcho stage-1 step (float32 vs bfloat16), the RnC loss and the data path",
+        "bench", help="time a CoReEcho stage-1 step (float32 vs bfloat16), the RnC loss, the data path, and "
+                      "Echo-E3Net against UniFormer-S at inference",
         description="Measure, in one run: training clips/s of a UniFormer stage-1 step (float32, and "
                     "bfloat16 autocast on CUDA), the vectorised RnC loss against a per-anchor loop at 2N = 32, "
-                    "and the data path's clips/s against the training step's. Prints a table.")
+                    "and the data path's clips/s against the training step's; then Echo-E3Net and UniFormer-S "
+                    "at batch 1 on --cpu-threads CPU threads (latency, parameters, multiply-adds; GPU "
+                    "throughput on CUDA), timed in turns. Prints a table.")
     bench.add_argument("--size", choices=["smoke", "small", "full", "auto"], default="auto",
                        help="size preset for encoder, clip and batch size (default: auto; a CPU uses at most small)")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: auto)")
     bench.add_argument("--steps", type=int, default=5, help="timed steps of each measurement (default: 5)")
     bench.add_argument("--out", default=None, metavar="FILE", help="also write the results as JSON to FILE")
+    bench.add_argument("--cost-clip", default="full", choices=["smoke", "small", "full"],
+                       help="the size preset whose clip (frames x pixels) the model-cost comparison uses "
+                            "(default: full, 36x112x112)")
+    bench.add_argument("--cpu-threads", type=int, default=COST_CPU_THREADS,
+                       help=f"CPU threads for the latency comparison (default: {COST_CPU_THREADS})")
     bench.set_defaults(func=_bench)
 
 
 def _bench(args) -> int:
-    results = run_bench(size=args.size, device=args.device, steps=args.steps)
+    results = run_bench(size=args.size, device=args.device, steps=args.steps, cost_clip=args.cost_clip,
+                        cpu_threads=args.cpu_threads)
     print(format_table(results))
     if args.out:
         path = Path(args.out)
@@ -163,7 +182,90 @@ def data_path_clips_per_s(preset, device: torch.device, steps: int) -> float:
     return 2 * preset.batch_size / seconds
 
 
-def run_bench(size: str = "auto", device: str = "auto", steps: int = 5) -> dict:
+class _Threads:
+    """``torch.set_num_threads(n)`` inside a ``with`` block, the previous count restored after."""
+
+    def __init__(self, threads: int):
+        self.threads, self.before = int(threads), torch.get_num_threads()
+
+    def __enter__(self):
+        torch.set_num_threads(self.threads)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
+def _forward(model: torch.nn.Module, clip: torch.Tensor) -> Callable[[], object]:
+    def call():
+        with torch.inference_mode():
+            return model(clip)
+    return call
+
+
+def model_costs(models: dict[str, torch.nn.Module], clip_shape: tuple[int, int, int, int, int], *,
+                cpu_threads: int = COST_CPU_THREADS, steps: int = 5, device: torch.device | None = None,
+                gpu_batch: int = GPU_THROUGHPUT_BATCH) -> list[dict]:
+    """Inference cost of each model for clips ``clip_shape`` (``[1, C, T, H, W]``): parameters, multiply-adds,
+    CPU latency per clip at batch 1 on ``cpu_threads`` threads (median of ``steps`` calls, after warm-up) and,
+    when ``device`` is CUDA, GPU clips per second at batch ``gpu_batch`` (float32).
+
+    The models are timed in turns (one call of each per round), so a load that comes and goes on a shared
+    machine slows all of them alike and their ratio stays meaningful. Each model must accept
+    ``clip_shape``'s channels.
+    """
+    from echobook.models import count_multiply_adds, count_parameters
+
+    if clip_shape[0] != 1:
+        raise ValueError(f"clip_shape must be a batch of one clip [1, C, T, H, W]; got {clip_shape}")
+    rows = {name: {"model": name, "parameters": count_parameters(model),
+                   "multiply_adds": count_multiply_adds(model, clip_shape)} for name, model in models.items()}
+    clip = torch.randn(clip_shape)
+    cpu_models = {name: model.to("cpu").eval() for name, model in models.items()}
+    with _Threads(cpu_threads):
+        calls = {name: _forward(model, clip) for name, model in cpu_models.items()}
+        for call in calls.values():
+            for _ in range(WARMUP_STEPS):
+                call()
+        times = {name: [] for name in calls}
+        for _ in range(max(steps, 1)):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    for name, row in rows.items():
+        row["cpu_threads"] = cpu_threads
+        row["cpu_ms_per_clip"] = 1e3 * float(np.median(times[name]))
+        row["cpu_clips_per_s"] = 1e3 / row["cpu_ms_per_clip"]
+        row["gpu_clips_per_s"] = None
+    if device is not None and torch.device(device).type == "cuda":
+        device = torch.device(device)
+        batch = torch.randn((gpu_batch, *clip_shape[1:]), device=device)
+        for name, model in models.items():
+            seconds = seconds_per_call(_forward(model.to(device), batch), device, steps)
+            rows[name]["gpu_clips_per_s"] = gpu_batch / seconds
+            model.to("cpu")
+    return list(rows.values())
+
+
+def cost_comparison(cost_clip: str = "full", device: torch.device | None = None, steps: int = 5,
+                    cpu_threads: int = COST_CPU_THREADS) -> dict:
+    """:func:`model_costs` of :data:`COST_MODELS` (Echo-E3Net's paper-scale variant and UniFormer-S, randomly
+    initialised: the cost does not depend on the weights) at the ``cost_clip`` preset's clip, gray input."""
+    from echobook.config import PRESETS
+    from echobook.models import create_model
+
+    preset = PRESETS[cost_clip]
+    clip_shape = (1, 1, preset.clip_frames, preset.crop_size, preset.crop_size)
+    torch.manual_seed(0)
+    models = {label: create_model(name) for label, name in COST_MODELS}
+    rows = model_costs(models, clip_shape, cpu_threads=cpu_threads, steps=steps, device=device)
+    for row, (_, name) in zip(rows, COST_MODELS):
+        row["registered_name"] = name
+    return {"clip": list(clip_shape), "rows": rows}
+
+
+def run_bench(size: str = "auto", device: str = "auto", steps: int = 5, cost_clip: str = "full",
+              cpu_threads: int = COST_CPU_THREADS) -> dict:
     """All measurements as a JSON-ready dict (see the module doc)."""
     from echobook.config import resolve_device
 
@@ -197,6 +299,7 @@ def run_bench(size: str = "auto", device: str = "auto", steps: int = 5) -> dict:
         **rnc_timings(embed_dim, chosen, steps),
         "data_clips_per_s": data,
         "data_over_train": data / fastest_train,
+        "model_costs": cost_comparison(cost_clip, chosen, steps, cpu_threads),
         "notes": notes,
     }
 
@@ -228,5 +331,25 @@ def format_table(results: dict) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    if results.get("model_costs"):
+        lines += ["", format_model_costs(results["model_costs"])]
     lines += [f"note: {note}" for note in results["notes"]]
+    return "\n".join(lines)
+
+
+def format_model_costs(costs: dict) -> str:
+    """The model-cost comparison as a plain-text table, with each model's latency over the first's."""
+    rows = costs["rows"]
+    clip = "x".join(str(v) for v in costs["clip"][2:])
+    first_ms = rows[0]["cpu_ms_per_clip"]
+    header = (f"inference, batch 1, clip {clip}, {rows[0]['cpu_threads']} CPU threads "
+              f"(timed in turns: compare the ratios)")
+    lines = [header, f"  {'model':<12} {'params (M)':>10} {'GMACs':>8} {'CPU ms/clip':>12} {'x first':>8} "
+                     f"{'real time':>9} {'GPU clips/s':>12}"]
+    for row in rows:
+        gpu = "-" if row["gpu_clips_per_s"] is None else f"{row['gpu_clips_per_s']:.0f}"
+        real_time = "yes" if row["cpu_ms_per_clip"] < REAL_TIME_MS else "no"
+        lines.append(f"  {row['model']:<12} {row['parameters'] / 1e6:>10.2f} {row['multiply_adds'] / 1e9:>8.2f} "
+                     f"{row['cpu_ms_per_clip']:>12.1f} {row['cpu_ms_per_clip'] / first_ms:>8.1f} {real_time:>9} "
+                     f"{gpu:>12}")
     return "\n".join(lines)

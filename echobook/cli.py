@@ -20,13 +20,17 @@ def add_run_parser(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from echobook.runner import parse_parameters, run_chapters
+    from echobook.runner import UnknownParameterError, parse_parameters, run_chapters
 
     parameters = parse_parameters(args.parameter)
     if args.size:
         parameters["SIZE"] = args.size
-    results, csv_path = run_chapters(args.chapters, out_dir=args.out, parameters=parameters,
-                                     cell_timeout_s=args.timeout)
+    try:
+        results, csv_path = run_chapters(args.chapters, out_dir=args.out, parameters=parameters,
+                                         cell_timeout_s=args.timeout)
+    except (UnknownParameterError, NotADirectoryError) as error:
+        print(f"echobook run: {error}", file=sys.stderr)
+        return 2
     for result in results:
         print(result.describe())
     print(f"runs table: {csv_path}")
@@ -42,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_data_parser(subparsers)
     from echobook.bench import add_bench_parser
     add_bench_parser(subparsers)
+    from echobook.student import add_student_parser
+    add_student_parser(subparsers)
+    from echobook.runs import add_train_parser
+    add_train_parser(subparsers)
+    from echobook.predict import add_predict_parser
+    add_predict_parser(subparsers)
     return parser
 
 

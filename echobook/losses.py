@@ -1,4 +1,6 @@
-"""Losses shared by methods: Rank-N-Contrast and the L1 error of EF predictions.
+"""Losses shared by methods: Rank-N-Contrast, the L1 error of EF predictions, and the Simpson-inspired terms of
+Echo-E3Net (EF, volume and landmark errors, geometric consistency by the method of discs, a plausible long axis;
+see the section at the end).
 
 A method's own objective (CoReEcho's stage-1 loss, ...) lives in its module under
 :mod:`echobook.methods` and is built from these.
@@ -112,3 +114,105 @@ class L1EFLoss(nn.Module):
         ef_percent_pred = ef_prediction(pred).float().reshape(-1)
         clips_per_video = ef_percent_pred.numel() // ef_percent.numel()
         return F.l1_loss(ef_percent_pred, repeat_per_clip(ef_percent.float(), clips_per_video))
+
+
+# --------------------------------------------------------------------------------------------- Simpson-inspired terms
+# Echo-E3Net's objective (Heidari et al., 2025; chapter 10) supervises EF, the volumes and the landmarks, and asks the
+# landmarks' geometry to agree with the predictions. Landmarks are ``[..., K, 2]`` normalised (x, y) points in the
+# layout of :mod:`echobook.data.landmarks` (apex, the two annulus ends, then M points on each wall); a batch holds
+# ``[B, 2, K, 2]``, ED then ES. A target that is NaN (a video without tracings or without volumes) is left out of
+# its term; a term with no target left is 0 (and keeps the graph, so a backward pass still works).
+
+def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``keep``; 0 (connected to ``values``) when nothing is kept."""
+    keep = keep.to(values.dtype)
+    return (torch.nan_to_num(values) * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+def disc_volumes(landmarks: torch.Tensor) -> torch.Tensor:
+    """Single-plane method of discs on landmarks ``[..., K, 2]`` -> volumes ``[...]``, in (frame units)^3.
+
+    The long axis ``L`` runs from the apex to the midpoint of the annulus ends; left and right wall point
+    ``j`` are the ends of chord ``j`` (diameter ``d_j``) at ``j / (M + 1)`` of ``L``, so each chord is a disc of
+    height ``L / (M + 1)``: ``V = sum_j pi / 4 * d_j^2 * L / (M + 1)`` (EchoNet's convention, as
+    :func:`echobook.data.geometry.disc_volume_px3`). Normalised coordinates assume square frames.
+    """
+    from echobook.data.landmarks import ANNULUS_LEFT, ANNULUS_RIGHT, APEX, left_wall, right_wall, wall_points_of
+
+    wall_points = wall_points_of(landmarks.shape[-2])
+    mid = 0.5 * (landmarks[..., ANNULUS_LEFT, :] + landmarks[..., ANNULUS_RIGHT, :])
+    length = (mid - landmarks[..., APEX, :]).norm(dim=-1)
+    diameters = (landmarks[..., left_wall(wall_points), :] - landmarks[..., right_wall(wall_points), :]).norm(dim=-1)
+    return torch.pi / 4 * diameters.square().sum(-1) * length / (wall_points + 1)
+
+
+def long_axis_lengths(landmarks: torch.Tensor) -> torch.Tensor:
+    """Apex to the annulus midpoint, ``[..., K, 2]`` -> ``[...]`` (frame units)."""
+    from echobook.data.landmarks import ANNULUS_LEFT, ANNULUS_RIGHT, APEX
+
+    mid = 0.5 * (landmarks[..., ANNULUS_LEFT, :] + landmarks[..., ANNULUS_RIGHT, :])
+    return (mid - landmarks[..., APEX, :]).norm(dim=-1)
+
+
+def disc_ef_percent(landmarks: torch.Tensor) -> torch.Tensor:
+    """EF (%) by the method of discs from ``[..., 2, K, 2]`` landmarks (ED, ES): ``100 (1 - V_ES / V_ED)``."""
+    volumes = disc_volumes(landmarks)
+    return 100.0 * (1.0 - volumes[..., 1] / volumes[..., 0].clamp(min=1e-8))
+
+
+def ef_error(ef_percent_pred: torch.Tensor, ef_percent: torch.Tensor) -> torch.Tensor:
+    """Mean absolute EF error, in EF points (NaN targets left out)."""
+    pred, true = ef_percent_pred.float().reshape(-1), ef_percent.float().reshape(-1)
+    return _masked_mean((pred - true).abs(), ~torch.isnan(true))
+
+
+def volume_error(volume_ml_pred: torch.Tensor, volume_ml: torch.Tensor) -> torch.Tensor:
+    """Mean *relative* absolute volume error ``|pred - true| / true`` (NaN or non-positive targets left out).
+
+    Relative, so EDV and ESV count alike and the term has no unit: an error of 10 % reads 0.1.
+    """
+    pred, true = volume_ml_pred.float().reshape(-1), volume_ml.float().reshape(-1)
+    keep = ~torch.isnan(true) & (torch.nan_to_num(true) > 0)
+    return _masked_mean((pred - true).abs() / torch.nan_to_num(true, nan=1.0).clamp(min=1e-6), keep)
+
+
+def landmark_error(landmarks_pred: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """Mean Euclidean distance between predicted and true landmarks ``[..., K, 2]`` (frame units; a point
+    whose target is NaN left out)."""
+    distance = (landmarks_pred.float() - landmarks.float()).norm(dim=-1)
+    return _masked_mean(distance, ~torch.isnan(landmarks.float()).any(-1))
+
+
+def geometric_consistency(landmarks_pred: torch.Tensor, ef_percent_pred: torch.Tensor,
+                          edv_ml_pred: torch.Tensor, esv_ml_pred: torch.Tensor) -> torch.Tensor:
+    """Do the predicted landmarks, volumes and EF tell one story? In EF points, mean over the batch of
+
+    ``|EF_discs - EF_pred| + |100 ESV_pred / EDV_pred - 100 V_ES / V_ED|``
+
+    with ``V`` the disc volumes of the predicted ED and ES landmarks ``[B, 2, K, 2]`` (:func:`disc_volumes`).
+    The volumes are compared by their ratio, not in mL: EchoNet-Dynamic gives no pixel spacing, so a disc
+    volume in frame units and a volume in mL agree only up to an unknown scale per video. Needs no target.
+    """
+    disc = disc_volumes(landmarks_pred.float())
+    # clamped: a collapsed ED shape early in training must not blow the term up
+    disc_ratio = (disc[..., 1] / disc[..., 0].clamp(min=1e-8)).clamp(max=2.0)
+    ef_gap = (100.0 * (1.0 - disc_ratio) - ef_percent_pred.float()).abs()
+    ratio_gap = 100.0 * (esv_ml_pred.float() / edv_ml_pred.float().clamp(min=1e-6) - disc_ratio).abs()
+    return (ef_gap + ratio_gap).mean()
+
+
+def long_axis_plausibility(landmarks_pred: torch.Tensor, min_length: float = 0.2,
+                           max_length: float = 0.95) -> torch.Tensor:
+    """A plausible long axis for ``[B, 2, K, 2]`` landmarks (ED, ES): mean of hinge penalties, in frame units,
+
+    - each phase's long axis within ``[min_length, max_length]`` of the frame;
+    - the ES long axis no longer than the ED one: the ventricle shortens in systole.
+
+    Zero for any plausible pair; grows linearly with how far a pair strays.
+    """
+    if not 0 <= min_length < max_length:
+        raise ValueError(f"need 0 <= min_length < max_length; got {min_length}, {max_length}")
+    lengths = long_axis_lengths(landmarks_pred.float())  # [B, 2]
+    outside = F.relu(min_length - lengths) + F.relu(lengths - max_length)
+    lengthens = F.relu(lengths[..., 1] - lengths[..., 0])
+    return outside.sum(-1).mean() + lengthens.mean()

@@ -74,6 +74,31 @@ def pearson_r2(pred, true) -> float:
     return float(np.corrcoef(pred, true)[0, 1] ** 2)
 
 
+def pearson_r(pred, true) -> float:
+    """Pearson correlation coefficient (CoReEcho's CAMUS table reports it); nan when either side is constant."""
+    pred, true = _pair(pred, true)
+    if pred.size < 2 or pred.std() == 0 or true.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(pred, true)[0, 1])
+
+
+def classification_metrics(pred_labels, true_labels) -> dict[str, float]:
+    """Sensitivity (recall of class 1), specificity (recall of class 0), precision, F1 and accuracy, in %,
+    of binary labels (scikit-learn); a ratio with a zero denominator is 0 (scikit-learn's ``zero_division``)."""
+    pred, true = _pair(pred_labels, true_labels)
+    if not set(np.unique(np.concatenate([pred, true])).tolist()) <= {0.0, 1.0}:
+        raise ValueError("classification_metrics takes binary labels 0/1")
+    pred, true = pred.astype(int), true.astype(int)
+    scores = {
+        "sensitivity": sklearn.metrics.recall_score(true, pred, pos_label=1, zero_division=0),
+        "specificity": sklearn.metrics.recall_score(true, pred, pos_label=0, zero_division=0),
+        "precision": sklearn.metrics.precision_score(true, pred, zero_division=0),
+        "f1": sklearn.metrics.f1_score(true, pred, zero_division=0),
+        "accuracy": sklearn.metrics.accuracy_score(true, pred),
+    }
+    return {name: 100.0 * float(value) for name, value in scores.items()}
+
+
 METRIC_FUNCTIONS = {"mae": mae_percent, "rmse": rmse_percent, "r2": r2_score, "pearson_r2": pearson_r2}
 
 
@@ -164,3 +189,22 @@ class EFMetric(Metric):
 def ef_metrics(names=("mae", "rmse", "r2"), per_video: bool = True) -> list[EFMetric]:
     """fastai metrics for a Learner, e.g. ``Learner(..., metrics=ef_metrics())``."""
     return [EFMetric(name, per_video) for name in names]
+
+
+# --------------------------------------------------------------------------------------------- uncertainty
+def conformal_half_width(residuals, alpha: float = 0.1) -> float:
+    """Split-conformal half-width: with ``residuals = |pred - true|`` of ``n`` calibration videos, the
+    ``ceil((n + 1)(1 - alpha))``-th smallest, so that ``[pred - w, pred + w]`` covers a new video's truth with
+    probability at least ``1 - alpha`` when it is exchangeable with the calibration set (inf when ``n`` is too
+    small for that level)."""
+    residuals = np.sort(np.abs(as_numpy(residuals)).astype(np.float64).ravel())
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha}: must be in (0, 1)")
+    rank = int(np.ceil((len(residuals) + 1) * (1 - alpha)))
+    return float("inf") if rank > len(residuals) else float(residuals[rank - 1])
+
+
+def interval_coverage(pred, true, half_width: float) -> float:
+    """Share of videos whose truth lies within ``pred +- half_width``."""
+    pred, true = _pair(pred, true)
+    return float(np.mean(np.abs(pred - true) <= half_width))

@@ -8,7 +8,10 @@ A failed run is reported with its cell and traceback; the others go on.
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
+import difflib
+import fcntl
 import json
 import os
 import re
@@ -138,13 +141,53 @@ def read_glued(notebook) -> dict:
     return glued
 
 
-def _free_path(path: Path) -> Path:
-    """``path`` if nothing is there, else ``stem-2``, ``stem-3``...: earlier runs are never overwritten."""
+class UnknownParameterError(ValueError):
+    """A parameter that a chapter does not declare (papermill would run with the default, silently)."""
+
+
+def chapter_parameters(notebook: Path) -> list[str]:
+    """The names its ``parameters`` cell declares, in order (papermill's own reading of the cell)."""
+    import papermill as pm
+
+    return list(pm.inspect_notebook(str(notebook)))
+
+
+def check_parameters(notebook: Path, parameters: dict) -> None:
+    """Raise :class:`UnknownParameterError` for any name the chapter does not declare (case matters)."""
+    declared = chapter_parameters(notebook)
+    for name in parameters:
+        if name in declared:
+            continue
+        close = [d for d in declared if d.lower() == str(name).lower()] or difflib.get_close_matches(str(name), declared, 1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UnknownParameterError(f"{notebook.stem} has no parameter {name!r} (its parameters: "
+                                    f"{', '.join(declared)}){hint}")
+
+
+def claim_output_path(path: Path) -> Path:
+    """Create and return ``path``, or ``stem-2``, ``stem-3``... if taken: earlier runs are never overwritten.
+
+    The name is claimed by creating the file exclusively (``O_EXCL``), so two runs sharing a folder never
+    pick the same one; papermill then writes over the empty claim.
+    """
     candidate, n = path, 1
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
+    while True:
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+
+
+def prepare_out_dir(out_dir) -> Path:
+    """``out_dir`` made if missing; a clear error if it is a file."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"--out {str(out_dir)!r} is a file, not a folder: name a folder for the "
+                                 "executed notebooks and runs.csv")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
 
 
 def run_chapter(notebook: Path, output: Path, parameters: dict | None = None, *,
@@ -170,45 +213,70 @@ def run_chapter(notebook: Path, output: Path, parameters: dict | None = None, *,
         result.status = "failed"
         result.error = f"{type(error).__name__}: {ANSI_ESCAPE.sub('', str(error))}"
     result.wall_s = time.perf_counter() - start
-    if output.exists():
+    if output.exists() and output.stat().st_size:  # an empty file is only the claim on the name
         result.glued = read_glued(output)
     return result
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``.<name>.lock`` beside ``path``: concurrent batches append to one table in turn."""
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:  # hidden: it stays, empty, beside the table
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def append_runs_csv(results: list[RunResult], path: Path) -> Path:
     """Add the runs to ``path``, keeping earlier rows; columns are the union of all glued names."""
     path = Path(path)
-    rows = []
-    if path.exists():
-        with path.open(newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    rows += [result.row() for result in results]
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    # write beside and rename, so an interrupted write never leaves half a table
-    with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(handle.name, path)
+    with _locked(path):  # read, add and replace under one lock, so no concurrent batch's rows are lost
+        rows = []
+        if path.exists():
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        rows += [result.row() for result in results]
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        # write beside and rename, so an interrupted write never leaves half a table
+        with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, suffix=".tmp", delete=False) as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(handle.name, path)
     return path
 
 
 def run_chapters(refs, out_dir="runs", parameters: dict | None = None, *,
                  cell_timeout_s: float | None = None, root: Path | None = None) -> tuple[list[RunResult], Path]:
-    """Run each chapter once with the same parameters; return the results and the CSV's path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
+    """Run each chapter once with the same parameters; return the results and the CSV's path.
+
+    Every chapter's parameters are checked before the first run (:class:`UnknownParameterError`), and each
+    run's row is added to ``runs.csv`` as soon as it ends, so an interrupted batch keeps what finished.
+    """
+    parameters = dict(parameters or {})
+    notebooks = []
     for ref in refs:
         try:
-            notebook = find_chapter(str(ref), root)
+            notebooks.append(find_chapter(str(ref), root))
         except FileNotFoundError as error:
-            results.append(RunResult(chapter=str(ref), output=Path(""), parameters=dict(parameters or {}),
-                                     status="failed", error=str(error)))
-            continue
-        output = _free_path(out_dir / notebook.name)
-        results.append(run_chapter(notebook, output, parameters, cell_timeout_s=cell_timeout_s))
-    return results, append_runs_csv(results, out_dir / RUNS_CSV)
+            notebooks.append(error)
+    for notebook in notebooks:
+        if isinstance(notebook, Path):
+            check_parameters(notebook, parameters)
+    out_dir = prepare_out_dir(out_dir)
+    csv_path, results = out_dir / RUNS_CSV, []
+    for ref, notebook in zip(refs, notebooks):
+        if isinstance(notebook, Path):
+            output = claim_output_path(out_dir / notebook.name)
+            result = run_chapter(notebook, output, parameters, cell_timeout_s=cell_timeout_s)
+        else:
+            result = RunResult(chapter=str(ref), output=Path(""), parameters=parameters, status="failed",
+                               error=str(notebook))
+        results.append(result)
+        append_runs_csv([result], csv_path)
+    return results, csv_path
 
 
 def check_glued(glued: dict, bounds: dict) -> list[str]:

@@ -5,6 +5,8 @@ A method module (:mod:`echobook.methods.coreecho`, ...) builds its model and los
 :func:`make_learner`; the rates, schedules and epochs it passes come from its recipe per size.
 
 - :func:`adamw`: torch's AdamW as a fastai ``opt_func`` (decoupled weight decay on every parameter).
+- :func:`adamw_decay_matrices_only`: AdamW without weight decay on biases and norms (MAE, EchoFM), and
+  :func:`warmup_cosine_scheduler`: linear warm-up then a half-cycle cosine, per step.
 - :func:`lr_scheduler`: a schedule as callbacks (``"step"``, ``"one_cycle"``, ``"constant"``), so that a
   plain ``learn.fit(epochs)`` follows it.
 - :class:`FrozenEncoderEval` and :func:`freeze_encoder`: probing a frozen encoder (its BatchNorm
@@ -20,6 +22,7 @@ On a CUDA device learners train under bfloat16 autocast (fastai's ``to_bf16``); 
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -50,6 +53,15 @@ def adamw(weight_decay: float) -> Callable:
     return partial(OptimWrapper, opt=torch.optim.AdamW, weight_decay=weight_decay)
 
 
+def madgrad(weight_decay: float = 0.0, momentum: float = 0.9) -> Callable:
+    """fastai ``opt_func`` of MADGRAD (Defazio & Jelassi 2021, the ``madgrad`` package), the optimiser
+    CoReEcho's appendix fine-tunes with on CAMUS and HMC-QU. It sets its own weight decay (an L2 term in the
+    gradient, the package's default, not AdamW's decoupled one), so :func:`make_learner` leaves it alone."""
+    from madgrad import MADGRAD
+
+    return partial(OptimWrapper, opt=MADGRAD, weight_decay=weight_decay, momentum=momentum)
+
+
 def step_schedule(lr: float, drop_at: float, factor: float = 0.1):
     """A ParamScheduler schedule: ``lr`` until the fraction ``drop_at`` of training, ``lr * factor`` after.
 
@@ -59,6 +71,38 @@ def step_schedule(lr: float, drop_at: float, factor: float = 0.1):
     def schedule(pos: float) -> float:
         return lr * factor if pos >= drop_at - 1e-9 else lr
     return schedule
+
+
+def adamw_decay_matrices_only(weight_decay: float, betas: tuple[float, float] = (0.9, 0.999)) -> Callable:
+    """fastai ``opt_func`` of torch's AdamW with weight decay on weight matrices, kernels, position tables and
+    tokens (tensors of 2 or more dimensions) and none on biases and norm scales (1-D): MAE's and EchoFM's
+    ``add_weight_decay``. Pass it to :func:`make_learner` as ``opt_func``."""
+    def opt_func(params, lr, **_):
+        params = [p for group in params for p in (group if isinstance(group, (list, tuple)) else [group])]
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        return OptimWrapper([g for g in groups if g["params"]], opt=torch.optim.AdamW, lr=lr, betas=betas,
+                            convert_groups=False)
+    return opt_func
+
+
+def warmup_cosine_schedule(lr: float, warmup_fraction: float, final_lr: float = 0.0):
+    """A ParamScheduler schedule: linear from 0 to ``lr`` over the first ``warmup_fraction`` of training, then a
+    half cosine from ``lr`` to ``final_lr`` (MAE's and EchoFM's ``lr_sched``, per step)."""
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ValueError(f"warmup_fraction={warmup_fraction!r}: must be in [0, 1)")
+
+    def schedule(pos: float) -> float:
+        if pos < warmup_fraction:
+            return float(lr * pos / warmup_fraction)
+        progress = (pos - warmup_fraction) / (1.0 - warmup_fraction)
+        return float(final_lr + (lr - final_lr) * 0.5 * (1.0 + np.cos(np.pi * min(progress, 1.0))))
+    return schedule
+
+
+def warmup_cosine_scheduler(lr: float, warmup_fraction: float, final_lr: float = 0.0) -> list[Callback]:
+    """:func:`warmup_cosine_schedule` as a callback, so that a plain ``learn.fit(epochs)`` follows it."""
+    return [ParamScheduler({"lr": warmup_cosine_schedule(lr, warmup_fraction, final_lr)})]
 
 
 def lr_scheduler(lr: float, schedule: str = "constant", drop_at: float | None = None,
@@ -130,7 +174,44 @@ class CheckpointCallback(TrackerCallback):
                          "monitor": self.monitor, "architecture": architecture}, self.folder / BEST_FILE)
         atomic_save({"model": self.learn.model.state_dict(), "opt": self.learn.opt.state_dict(),
                      "epoch": self.epoch, "best": float(self.best), "monitor": self.monitor,
-                     "architecture": architecture}, self.folder / LAST_FILE)
+                     "architecture": architecture, "random": random_states(self.learn.dls)},
+                    self.folder / LAST_FILE)
+
+
+def random_states(dls) -> dict:
+    """Every random-number state a fit draws from, in types ``torch.load(weights_only=True)`` reads back:
+    torch (CPU and CUDA), NumPy's and Python's global generators, and each loader's own ``rng`` (fastai
+    shuffles with it; the clip loaders draw clip starts from it)."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_state["state"]["pos"]), "has_gauss": int(numpy_state["has_gauss"]),
+                  "gauss": float(numpy_state["gauss"])},
+        "python": random.getstate(),
+        "loaders": [loader.rng.getstate() if hasattr(loader, "rng") else None for loader in dls.loaders],
+    }
+
+
+def restore_random_states(dls, states: dict) -> None:
+    """Undo :func:`random_states`: the next epoch draws what it would have drawn in an uninterrupted fit."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy_state = states["numpy"]
+    np.random.set_state({"bit_generator": "MT19937",
+                         "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+                         "has_gauss": numpy_state["has_gauss"], "gauss": numpy_state["gauss"]})
+    random.setstate(_as_tuples(states["python"]))
+    for loader, state in zip(dls.loaders, states["loaders"]):
+        if state is not None:
+            loader.rng.setstate(_as_tuples(state))
+
+
+def _as_tuples(state):
+    """``random.setstate`` wants the tuples ``getstate`` gave; a checkpoint may hand back lists."""
+    return tuple(_as_tuples(item) for item in state) if isinstance(state, (list, tuple)) else state
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
@@ -229,9 +310,10 @@ def fit_resumable(learn: Learner, n_epoch: int, folder: str | os.PathLike, lr: f
                   monitor: str = "mae", cbs=None, load_best: bool = False) -> Learner:
     """``learn.fit(n_epoch)`` with checkpoints in ``folder``, continuing from ``last.pth`` if one is there.
 
-    A resumed fit restores the model, the optimiser state and the best value so far, and skips the
-    finished epochs (fastai's ``start_epoch``), so schedules see the same positions as an
-    uninterrupted run. A finished fit called again trains no more. ``load_best`` leaves the best
+    A resumed fit restores the model, the optimiser state, the best value so far and every random-number
+    state (:func:`random_states`), and skips the finished epochs (fastai's ``start_epoch``), so schedules
+    see the same positions and the batches, augmentations and dropout masks are those of an
+    uninterrupted run: on a CPU the resumed weights equal the uninterrupted ones exactly. A finished fit called again trains no more. ``load_best`` leaves the best
     checkpoint's weights in the model at the end.
     """
     checkpoint_cb = CheckpointCallback(folder, monitor=monitor)
@@ -251,6 +333,8 @@ def fit_resumable(learn: Learner, n_epoch: int, folder: str | os.PathLike, lr: f
         learn.opt.load_state_dict(checkpoint["opt"])
         checkpoint_cb.best = checkpoint["best"]
         start_epoch = int(checkpoint["epoch"]) + 1
+        if "random" in checkpoint:  # absent from checkpoints written before it was saved
+            restore_random_states(learn.dls, checkpoint["random"])
     if start_epoch < n_epoch:
         # fit(reset_opt=False) keeps the optimiser just restored
         learn.fit(n_epoch, lr, cbs=[checkpoint_cb, *(cbs or [])], start_epoch=start_epoch)
@@ -282,9 +366,15 @@ def loader_device(dls) -> torch.device:
 
 
 def make_learner(dls, model: nn.Module, loss_func, *, lr: float, weight_decay: float, metrics=None, cbs=None,
-                 bf16: bool | None = None, path=None) -> Learner:
-    """A fastai Learner with AdamW, EF metrics by default, and bfloat16 autocast on CUDA (``bf16=None``)."""
-    learn = Learner(dls, model, loss_func=loss_func, opt_func=adamw(weight_decay), lr=lr, wd=weight_decay,
+                 bf16: bool | None = None, path=None, opt_func: Callable | None = None) -> Learner:
+    """A fastai Learner with AdamW, EF metrics by default, and bfloat16 autocast on CUDA (``bf16=None``).
+
+    ``opt_func``: an optimiser that sets its own weight decay per parameter group (such as
+    :func:`adamw_decay_matrices_only`); the learner then leaves the decay alone (fastai's ``wd=None``), since
+    a learner's ``wd`` would overwrite every group's at each fit.
+    """
+    learn = Learner(dls, model, loss_func=loss_func, opt_func=opt_func or adamw(weight_decay), lr=lr,
+                    wd=weight_decay if opt_func is None else None,
                     metrics=metrics if metrics is not None else ef_metrics(), cbs=cbs, path=path or ".")
     if bf16 is None:
         bf16 = loader_device(dls).type == "cuda"

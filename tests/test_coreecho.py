@@ -6,6 +6,8 @@ The videos' brightness encodes their EF, so a model that learns anything beats t
 """
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -330,6 +332,27 @@ def test_resume_after_interruption_ends_at_the_same_epoch(tmp_path):
     best = torch.load(tmp_path / BEST_FILE)["model"]
     for key, value in second.model.state_dict().items():
         torch.testing.assert_close(value, best[key], rtol=0, atol=0)
+
+
+def test_a_resumed_fit_equals_an_uninterrupted_one(tmp_path):
+    """Issue 16, finding 3: the random-number and loader states travel in last.pth, so shuffling, clip starts,
+    shifts and dropout continue as if the fit had never stopped."""
+    def trained(folder, cancel_after=None):
+        torch.manual_seed(0)
+        learn = l1_learner(tiny_dls(), "uniformer_xxs", lr=1e-3, drop_rate=0.3, head_dropout=0.3)
+        cbs = [CancelAfterEpoch(cancel_after)] if cancel_after is not None else []
+        with learn.no_bar(), learn.no_logging():
+            fit_resumable(learn, 3, folder, cbs=cbs)
+        return learn
+
+    uninterrupted = trained(tmp_path / "straight").model.state_dict()
+    trained(tmp_path / "stopped", cancel_after=0)
+    torch.manual_seed(123)  # a fresh process: other random states, all replaced by the checkpoint's
+    random.seed(123)
+    np.random.seed(123)
+    resumed = trained(tmp_path / "stopped").model.state_dict()
+    for key, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[key], value, rtol=0, atol=0, msg=key)
 
 
 class RunsCode:

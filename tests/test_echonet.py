@@ -452,3 +452,108 @@ def test_filelist_faults_are_counted(fake_set):
     assert (problems[echonet.NO_EF], problems[echonet.UNKNOWN_SPLIT], problems[echonet.NO_VOLUMES],
             problems[echonet.DUPLICATE_ROWS]) == (1, 1, 1, 1)
     assert "no EF" not in str(problems) and "duplicate FileName rows in FileList (first kept): 1" in str(problems)
+
+
+# --------------------------------------------------------------------------------------------- issue 16: findings 1, 6, 7
+
+def truncate_video(path: Path, keep: float = 0.5) -> None:
+    """Cut the file's bytes: the header still announces every frame, only the first ones decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_a_truncated_video_is_found_by_check_data_and_refused_by_the_loader(fake_set):
+    root, videos = fake_set
+    truncate_video(root / "Videos" / f"{videos[0].name}.avi")
+    report = check_echonet(root)
+    assert report.problems[echonet.TRUNCATED_VIDEO] == 1 and not report.usable
+    assert videos[0].name in str(report)
+    assert check_echonet(root, decode=False).problems[echonet.TRUNCATED_VIDEO] == 0  # the documented fast path
+    dataset = read_echonet(root)
+    with pytest.raises(echonet.BrokenVideoError, match=f"{videos[0].name}.*of its {FRAMES} frames"):
+        dataset.video(dataset.names.index(videos[0].name))
+
+
+def test_the_clip_store_never_loops_a_broken_video(fake_set):
+    from echobook.data.clips import VideoStore
+
+    root, videos = fake_set
+    truncate_video(root / "Videos" / f"{videos[0].name}.avi")
+    dataset = read_echonet(root)
+    index = dataset.names.index(videos[0].name)
+    store = VideoStore(table=dataset)
+    with pytest.raises(ValueError, match=videos[0].name):
+        store.frames(index, np.arange(FRAMES))
+    with pytest.raises(ValueError, match=videos[0].name):
+        VideoStore.from_table(dataset, cache=True)
+
+
+@pytest.mark.parametrize("change, kind", [
+    (lambda f: f.assign(EF=np.where(f.index == 0, 650.0, f.EF)), "EF_OUT_OF_RANGE"),
+    (lambda f: f.assign(EF=np.where(f.index == 0, -5.0, f.EF)), "EF_OUT_OF_RANGE"),
+    (lambda f: f.assign(EDV=np.where(f.index == 0, -3.0, f.EDV)), "BAD_VOLUMES"),
+    (lambda f: f.assign(ESV=np.where(f.index == 0, f.EDV + 1, f.ESV)), "BAD_VOLUMES"),
+    (lambda f: f.assign(EF=np.where(f.index == 0, 10.0, f.EF)), "EF_VOLUMES_DISAGREE"),
+])
+def test_labels_are_checked(fake_set, change, kind):
+    root, videos = fake_set
+    edit_csv(root / "FileList.csv", change)
+    report = check_echonet(root)
+    assert report.problems[getattr(echonet, kind)] == 1, str(report)
+    assert videos[0].name in str(report) and report.split_counts["ALL"] == len(videos) - 1
+    dataset = read_echonet(root)  # a wrong label never reaches the training targets: the row is left out
+    assert videos[0].name not in dataset.names and len(dataset) == len(videos) - 1
+    assert dataset.problems[getattr(echonet, kind)] == 1
+
+
+def test_a_folder_without_val_is_not_called_usable_and_the_loaders_say_why(fake_set):
+    from echobook.data.clips import echonet_dataloaders
+
+    root, _ = fake_set
+    edit_csv(root / "FileList.csv", lambda f: f.assign(Split=np.where(f.Split == "VAL", "TRAIN", f.Split)))
+    report = check_echonet(root)
+    assert not report.usable and "VAL" in str(report) and "no videos" in str(report)
+    with pytest.raises(ValueError, match="VAL.*no videos"):
+        echonet_dataloaders(root, "smoke")
+
+
+def test_a_header_only_filelist_says_why_it_is_not_usable(fake_set):
+    root, _ = fake_set
+    (root / "FileList.csv").write_text(",".join(FILELIST_COLUMNS) + "\n")
+    text = str(check_echonet(root))
+    assert "usable: NO" in text and "no videos" in text
+
+
+# --------------------------------------------------------------------------------------------- issue 16: finding 5
+
+def test_synth_checks_every_argument_before_it_touches_the_folder(tmp_path, capsys):
+    from echobook.cli import main
+
+    out = tmp_path / "synth"
+    args = ["synth", "echonet", str(out), "--videos", "3", "--frames", "12", "--size", "32", "--quiet"]
+    assert main(args) == 0
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert main(args[:-1] + ["--seed", "-1", "--overwrite", "--quiet"]) == 2
+    assert "seed" in capsys.readouterr().err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before  # nothing deleted
+    assert main(["synth", "echonet", str(tmp_path / "two"), "--videos", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "TRAIN, VAL and TEST" in err and not (tmp_path / "two").exists()
+
+
+def test_overwrite_never_deletes_a_folder_echobook_did_not_write(fake_set):
+    root, videos = fake_set
+    (root / ".echobook-written").unlink()  # as a downloaded dataset: no writer's mark
+    with pytest.raises(FileExistsError, match="did not write"):
+        write_echonet(root, videos, assign_splits(len(videos), seed=0), overwrite=True)
+    assert len(read_echonet(root)) == len(videos)
+
+
+def test_check_data_finds_a_truncated_video_unless_told_not_to_decode(fake_set, capsys):
+    from echobook.cli import main
+
+    root, videos = fake_set
+    truncate_video(root / "Videos" / f"{videos[0].name}.avi")
+    assert main(["check-data", "echonet", str(root)]) == 1
+    assert "truncated" in capsys.readouterr().out
+    assert main(["check-data", "echonet", str(root), "--no-decode"]) == 0

@@ -337,3 +337,70 @@ def test_knn_mae_keeps_neighbours_a_minority_so_the_embedding_matters():
     assert knn_ef_mae(ordered, ef, k=5) < knn_ef_mae(shuffled, ef, k=5)
     with pytest.raises(ValueError, match="at least 3 points"):
         knn_ef_mae(ordered[:2], ef[:2])
+
+
+def without_figurewidget(monkeypatch):
+    """plotly as installed without anywidget: FigureWidget raises ImportError (plotly >= 6)."""
+    import plotly.graph_objects as go
+
+    def no_anywidget(*args, **kwargs):
+        raise ImportError("Please install anywidget to use the FigureWidget class")
+
+    monkeypatch.setattr(go, "FigureWidget", no_anywidget)
+
+
+def test_explorer_without_anywidget_says_why_and_what_to_install(monkeypatch):
+    monkeypatch.setenv("JPY_SESSION_NAME", "chapter.ipynb")
+    without_figurewidget(monkeypatch)
+    drawn = []
+    monkeypatch.setattr("IPython.display.display", lambda figure: drawn.append(figure))
+    explorer = tiny_explorer()
+    explorer.widget  # noqa: B018 (builds the widget)
+    assert explorer._figure_widget is None
+    assert "anywidget" in explorer.notice.value and "pip install" in explorer.notice.value
+    assert "Please install anywidget" in explorer.notice.value  # plotly's own reason, passed on
+    explorer.colour_buttons.value = "error"  # the reader switches the colouring ...
+    assert list(drawn[-1].data[0].marker.color) == [5.0, 0.0, -5.0, 5.0, 0.0]  # ... and the figure is redrawn
+    explorer.point_slider.value = 3
+    chosen_ring = drawn[-1].data[1]
+    assert (chosen_ring.x[0], chosen_ring.y[0]) == tuple(explorer.projection[3])
+    with pytest.raises(RuntimeError, match="anywidget"):
+        tiny_explorer(plot="figurewidget").widget  # noqa: B018
+
+
+def test_explorer_in_colab_says_the_scatter_is_plain(monkeypatch):
+    monkeypatch.setattr(wd, "in_colab", lambda: True)
+    explorer = tiny_explorer()
+    monkeypatch.setattr("IPython.display.display", lambda figure: None)
+    explorer.widget  # noqa: B018
+    assert explorer._figure_widget is None and "Colab" in explorer.notice.value
+
+
+def test_explorer_with_anywidget_is_live_and_recolours_in_place(monkeypatch):
+    monkeypatch.setenv("JPY_SESSION_NAME", "chapter.ipynb")  # a kernel started by JupyterLab
+    explorer = tiny_explorer()
+    explorer.select(2)
+    explorer.widget  # noqa: B018
+    assert explorer._figure_widget is not None and explorer.notice.value == ""
+    explorer.set_colour("predicted")
+    assert list(explorer._figure_widget.data[0].marker.color) == [35, 40, 45, 65, 70]
+    assert explorer._figure_widget.data[1].x == (explorer.projection[2, 0],)
+
+
+def test_long_labels_are_not_cut_and_rows_wrap():
+    player, explorer = tiny_player(), tiny_explorer()
+    for slider in (player.opacity_slider, player.frame_slider, explorer.opacity_slider):
+        assert slider.style.description_width == "initial"
+    controls, _, panels = player.widget.children
+    assert controls.layout.flex_flow == panels.layout.flex_flow == "row wrap"
+    assert explorer.widget.children[-1].layout.flex_flow == "row wrap"  # the clip panel goes under the scatter
+    titles = [a.text for a in tiny_player().static_figure().layout.annotations]
+    assert titles[0].startswith("CoReEcho<br>") and titles[1] == "baseline"  # a caption gets its own line
+
+
+def test_a_batch_run_makes_no_figurewidget_and_says_so(monkeypatch):
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)  # papermill, nbclient, Jupyter Book
+    monkeypatch.setattr("IPython.display.display", lambda figure: None)
+    explorer = tiny_explorer()
+    explorer.widget  # noqa: B018
+    assert explorer._figure_widget is None and "batch run" in explorer.notice.value

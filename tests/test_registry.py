@@ -14,7 +14,8 @@ CLIP = (2, 1, 4, 32, 32)  # [B, C, T, H, W]: gray, small enough for every model 
 def test_the_registry_knows_every_family():
     assert {"uniformer_s", "uniformer_b", "uniformer_xs", "uniformer_xxs", "r2plus1d_18"} <= set(list_models())
     assert list_models("uniformer_*") == ["uniformer_b", "uniformer_s", "uniformer_xs", "uniformer_xxs"]
-    assert list_models(kind="ef_regressor") == ["r2plus1d_18"]
+    assert {"r2plus1d_18", "e3net_s", "e3net_xs"} <= set(list_models(kind="ef_regressor"))
+    assert list_models(family="e3net") == ["e3net_s", "e3net_xs"]
     assert list_models(family="uniformer") == list_models("uniformer_*")
     assert is_model("uniformer_s") and not is_model("uniformer_zzz")
 

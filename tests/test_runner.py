@@ -1,5 +1,6 @@
 """The batch runner behind `echobook run` and the chapter tests, on tiny notebooks made here."""
 import csv
+from pathlib import Path
 import json
 
 import nbformat
@@ -85,3 +86,74 @@ def test_glued_values_are_checked_against_bounds():
     assert any("mae = 4.2 is outside the bound max 4" in p for p in problems)
     assert any("r2: not glued" in p for p in problems)
     assert any("not a number" in p for p in problems)
+
+
+# ---------------------------------------------------------------- issue 16, finding 4: nothing lost or mixed
+def test_unknown_or_miscased_parameters_are_refused_before_any_run(tiny_book):
+    from echobook.runner import UnknownParameterError
+
+    out = tiny_book / "runs"
+    for bad in ({"NOSUCH": 3}, {"seed": 7}):
+        with pytest.raises(UnknownParameterError, match=f"00_first.*{next(iter(bad))}.*SEED") as caught:
+            run_chapters(["0"], out, bad, root=tiny_book)
+        if "seed" in bad:
+            assert "did you mean 'SEED'" in str(caught.value)
+    assert not out.exists() or not any(out.iterdir())  # refused before anything was written
+
+
+def test_cli_refuses_an_unknown_parameter_and_an_out_that_is_a_file(tiny_book, monkeypatch, capsys):
+    monkeypatch.chdir(tiny_book)
+    assert cli.main(["run", "0", "-p", "seed", "7"]) == 2
+    assert "did you mean 'SEED'" in capsys.readouterr().err
+    (tiny_book / "a_file").write_text("not a folder")
+    assert cli.main(["run", "0", "--out", "a_file"]) == 2
+    err = capsys.readouterr().err
+    assert "a_file" in err and "not a folder" in err and "Traceback" not in err
+
+
+def test_output_names_are_claimed_atomically(tmp_path):
+    from echobook.runner import claim_output_path
+
+    wanted = tmp_path / "01_echo_data.ipynb"
+    claimed = [claim_output_path(wanted) for _ in range(3)]
+    assert [p.name for p in claimed] == ["01_echo_data.ipynb", "01_echo_data-2.ipynb", "01_echo_data-3.ipynb"]
+    assert all(p.exists() for p in claimed)  # claimed means created, so a concurrent run picks another
+
+
+def _append_rows(args):
+    from echobook.runner import RunResult, append_runs_csv
+
+    path, index = args
+    append_runs_csv([RunResult(chapter=f"c{index}", output=Path(f"c{index}.ipynb"), parameters={},
+                               glued={f"value_{index % 3}": index})], path)
+
+
+def test_concurrent_appends_to_runs_csv_keep_every_row(tmp_path):
+    from multiprocessing import get_context
+
+    path = tmp_path / "runs.csv"
+    with get_context("fork").Pool(8) as pool:
+        pool.map(_append_rows, [(path, i) for i in range(24)])
+    rows = list(csv.DictReader(path.open()))
+    assert sorted(r["chapter"] for r in rows) == sorted(f"c{i}" for i in range(24))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_an_interrupted_batch_keeps_the_rows_of_the_chapters_that_finished(tiny_book, monkeypatch):
+    from echobook import runner
+
+    calls = []
+
+    def fake_run_chapter(notebook, output, parameters=None, **kwargs):
+        calls.append(notebook.stem)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return runner.RunResult(chapter=notebook.stem, output=output, parameters=dict(parameters or {}),
+                                wall_s=1.0, glued={"double_seed": 0})
+
+    monkeypatch.setattr(runner, "run_chapter", fake_run_chapter)
+    out = tiny_book / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        run_chapters(["0", "0"], out, {"SEED": 1}, root=tiny_book)
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert [r["chapter"] for r in rows] == ["00_first"]

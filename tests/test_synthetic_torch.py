@@ -136,7 +136,7 @@ def test_cli_passes_the_device(tmp_path):
     from echobook.cli import main
 
     out = tmp_path / "synth"
-    assert main(["synth", "echonet", str(out), "--videos", "2", "--frames", "12", "--size", "32",
+    assert main(["synth", "echonet", str(out), "--videos", "3", "--frames", "12", "--size", "32",
                  "--device", "cpu", "--quiet"]) == 0
-    assert len(list((out / "Videos").glob("*.avi"))) == 2
+    assert len(list((out / "Videos").glob("*.avi"))) == 3
     assert main(["synth", "echonet", str(tmp_path / "bad"), "--videos", "2", "--device", "gpu", "--quiet"]) == 2

@@ -129,12 +129,16 @@ class VideoStore:
         return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in video])
 
     def frames(self, index: int, frame_indices: np.ndarray) -> np.ndarray:
-        """uint8 ``[len(frame_indices), H, W]``; indices past the real end loop (a header may overstate it)."""
+        """uint8 ``[len(frame_indices), H, W]``; a video with fewer frames than asked for is an error, never looped."""
         if self.arrays is not None:
             video = self.arrays[index]
         else:
             video = self._resize(self.table.video(index, stop=int(frame_indices.max()) + 1), self.image_size)
-        return video[frame_indices % len(video)]
+        if int(frame_indices.max()) >= len(video):
+            name = self.table.names[index] if self.table is not None else f"video {index}"
+            raise ValueError(f"{name}: frame {int(frame_indices.max())} asked for, but only {len(video)} frames "
+                             f"decode (the table says {int(self.frame_counts[index])}): truncated or damaged")
+        return video[frame_indices]
 
 
 # --------------------------------------------------------------------------------------------- items
@@ -351,6 +355,10 @@ def clip_dataloaders(train: VideoTable, valid: VideoTable, *, clip_frames: int, 
     (default :func:`shift_pad_pixels` of the image size; 0 turns the shift off).
     """
     require_ef(train, "train")
+    for table, role in ((train, "training"), (valid, "validation")):
+        if len(table) == 0:
+            raise ValueError(f"the {role} table has no videos: the learners need both a training and a "
+                             f"validation set")
     image_size = image_size or common_image_size(train)
     if pad_pixels is None:
         pad_pixels = shift_pad_pixels(image_size) if image_size else CROP_PAD_PIXELS
@@ -387,6 +395,10 @@ def echonet_dataloaders(root: str | Path, preset=None, *, two_clips: bool = Fals
     """
     preset = get_preset(preset)
     dataset = echonet_split(root, ("TRAIN", "VAL"), require_tracings=require_tracings)
+    for split in ("TRAIN", "VAL"):
+        if len(dataset.subset(split)) == 0:
+            raise ValueError(f"{root}: the {split} split has no videos (Split column of FileList.csv); "
+                             f"training validates on VAL after each epoch: give the folder TRAIN and VAL videos")
     dls = clip_dataloaders(
         dataset.subset("TRAIN"), dataset.subset("VAL"), clip_frames=preset.clip_frames,
         clip_stride=preset.clip_stride, batch_size=batch_size or preset.batch_size, two_clips=two_clips,

@@ -1,4 +1,4 @@
-"""``echobook synth echonet OUT`` and ``echobook check-data echonet DIR``: the data subcommands.
+"""``echobook synth echonet|camus|hmcqu OUT`` and ``echobook check-data echonet|camus|hmcqu DIR``: the data subcommands.
 
 :mod:`echobook.cli` registers them with :func:`add_synth_parser` and :func:`add_check_data_parser`.
 """
@@ -44,6 +44,77 @@ def add_synth_parser(subparsers) -> None:
                          help="replace FileList.csv, VolumeTracings.csv and Videos/*.avi in a non-empty OUT")
     echonet.add_argument("--quiet", action="store_true", help="no progress lines")
     echonet.set_defaults(func=_synth_echonet)
+    _add_synth_camus(formats)
+    _add_synth_hmcqu(formats)
+
+
+def _add_engine_options(parser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="take the image size and frames of a size preset (default: the engine's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the dataset's files in a non-empty OUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _add_synth_camus(formats) -> None:
+    camus = formats.add_parser(
+        "camus", help="CAMUS layout: 2CH and 4CH half sequences, ED/ES label maps, Info_*.cfg",
+        description="Write synthetic patients in CAMUS's layout (2019 MetaImage or 2023 NIfTI): both apical views "
+                    "of one synthetic heart, CAMUS's image-quality proportions, EF spread with about half below 45 %%.")
+    camus.add_argument("out", metavar="OUT", help="folder to write (must be empty or new unless --overwrite)")
+    camus.add_argument("--patients", type=int, default=20, help="number of patients (default: 20)")
+    camus.add_argument("--release", choices=["2019", "2023"], default="2019",
+                       help="2019: training/, testing/, .mhd/.raw, listSubGroups/; 2023: database_nifti/, .nii.gz, "
+                            "database_split/ (default: 2019)")
+    _add_engine_options(camus)
+    camus.set_defaults(func=_synth_camus)
+
+
+def _add_synth_hmcqu(formats) -> None:
+    hmcqu = formats.add_parser(
+        "hmcqu", help="HMC-QU layout: A4C.xlsx, HMC-QU/A4C/*.avi, LV wall masks (.mat)",
+        description="Write synthetic A4C recordings in HMC-QU's Kaggle layout: about two with a regional "
+                    "wall-motion defect (MI) for each normal one, a caption and an ECG strip outside the sector.")
+    hmcqu.add_argument("out", metavar="OUT", help="folder to write (must be empty or new unless --overwrite)")
+    hmcqu.add_argument("--videos", type=int, default=30, help="number of recordings (default: 30)")
+    _add_engine_options(hmcqu)
+    hmcqu.set_defaults(func=_synth_hmcqu)
+
+
+def _engine_config(args):
+    from echobook.data import synthetic
+
+    return synthetic.config_for_preset(PRESETS[args.preset]) if args.preset else synthetic.SyntheticConfig()
+
+
+def _synth_camus(args) -> int:
+    from echobook.data.camus import check_camus, write_camus
+
+    try:
+        out = write_camus(args.out, args.patients, args.seed, _engine_config(args), release=args.release,
+                          overwrite=args.overwrite, progress=not args.quiet)
+    except (FileExistsError, ValueError) as error:
+        print(f"echobook synth camus: {error}", file=sys.stderr)
+        return 2
+    report = check_camus(out)
+    counts = ", ".join(f"{split} {n}" for split, n in report.split_counts.items() if n)
+    print(f"wrote {sum(report.split_counts.values())} patients to {out} (CAMUS {report.release}: {counts})")
+    return 0 if report.usable else 1
+
+
+def _synth_hmcqu(args) -> int:
+    from echobook.data.hmcqu import check_hmcqu, write_hmcqu
+
+    try:
+        out = write_hmcqu(args.out, args.videos, args.seed, _engine_config(args), overwrite=args.overwrite,
+                          progress=not args.quiet)
+    except (FileExistsError, ValueError) as error:
+        print(f"echobook synth hmcqu: {error}", file=sys.stderr)
+        return 2
+    report = check_hmcqu(out, open_videos=False)
+    print(f"wrote {report.recordings} recordings to {out} (HMC-QU: MI {report.mi}, normal "
+          f"{report.recordings - report.mi}, masks {report.masks})")
+    return 0 if report.usable else 1
 
 
 # Command-line option -> SyntheticConfig field.
@@ -89,13 +160,42 @@ def add_check_data_parser(subparsers) -> None:
     echonet.add_argument("folder", metavar="DIR")
     echonet.add_argument("--no-open", action="store_true",
                          help="only check that videos exist, without opening their headers (faster)")
+    echonet.add_argument("--no-decode", action="store_true",
+                         help="open headers but do not decode each video's last frame (faster on huge folders; "
+                              "a truncated video is then found only when a loader reads it)")
     echonet.add_argument("--json", action="store_true", help="print the report as JSON")
     echonet.set_defaults(func=_check_echonet)
+    camus = formats.add_parser("camus", help="a CAMUS folder, 2019 (MetaImage) or 2023 (NIfTI) release")
+    camus.add_argument("folder", metavar="DIR")
+    camus.add_argument("--no-open", action="store_true", help="only read the cfgs and check that files exist")
+    camus.add_argument("--json", action="store_true", help="print the report as JSON")
+    camus.set_defaults(func=_check_camus)
+    hmcqu = formats.add_parser("hmcqu", help="an HMC-QU folder (the Kaggle layout: A4C.xlsx, HMC-QU/A4C/)")
+    hmcqu.add_argument("folder", metavar="DIR")
+    hmcqu.add_argument("--no-open", action="store_true", help="do not decode the videos nor read the masks")
+    hmcqu.add_argument("--json", action="store_true", help="print the report as JSON")
+    hmcqu.set_defaults(func=_check_hmcqu)
 
 
 def _check_echonet(args) -> int:
     from echobook.data.echonet import check_echonet
 
-    report = check_echonet(args.folder, open_videos=not args.no_open)
+    report = check_echonet(args.folder, open_videos=not args.no_open, decode=not args.no_decode)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report)
+    return 0 if report.usable else 1
+
+
+def _check_camus(args) -> int:
+    from echobook.data.camus import check_camus
+
+    report = check_camus(args.folder, open_files=not args.no_open)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report)
+    return 0 if report.usable else 1
+
+
+def _check_hmcqu(args) -> int:
+    from echobook.data.hmcqu import check_hmcqu
+
+    report = check_hmcqu(args.folder, open_videos=not args.no_open)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
     return 0 if report.usable else 1

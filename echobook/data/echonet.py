@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from echobook.data.folders import prepare_output_folder
 from echobook.data.geometry import MASK_RULES, tracing_area_px2, tracing_to_mask
 from echobook.data.table import SPLITS, split_names
 
@@ -63,11 +64,18 @@ OPTIONAL_FILELIST_COLUMNS = ("FrameHeight", "FrameWidth", "FPS", "NumberOfFrames
 ECHONET_SPLIT_COUNTS = {"TRAIN": 7465, "VAL": 1288, "TEST": 1277}
 
 ROWS_PER_TRACING = 21  # the long axis + 20 chords
+# EF and volumes must agree: the release's rows satisfy EF = 100 (EDV - ESV) / EDV to 7e-8 (reference sec. 1.2);
+# one EF point leaves room for volumes rounded to a decimal in other copies, and catches a mistyped EF.
+EF_VOLUME_TOLERANCE_PERCENT = 1.0
 FOURCC = "MJPG"  # what the release's conversion notebook and echonet.utils.savevideo write
 
 
 class EchoNetFormatError(ValueError):
     """A file of an EchoNet-style folder is not in the expected format (the message names file and field)."""
+
+
+class BrokenVideoError(ValueError):
+    """A video decodes fewer frames than its FileList row (or its header) says it has: truncated or damaged."""
 
 
 # --------------------------------------------------------------------------------------------- problems
@@ -138,6 +146,11 @@ SPLIT_CASE = "Split values not in upper case (upper-cased)"
 UNKNOWN_SPLIT = "FileList rows with a Split other than TRAIN/VAL/TEST (excluded)"
 NO_EF = "FileList rows without a numeric EF (excluded)"
 NO_VOLUMES = "FileList rows without a numeric ESV or EDV (kept; volumes are NaN)"
+EF_OUT_OF_RANGE = "FileList rows with an EF outside 0-100 % (excluded)"
+BAD_VOLUMES = "FileList rows with an EDV or ESV not above 0 mL, or an ESV not below the EDV (excluded)"
+EF_VOLUMES_DISAGREE = (f"FileList rows whose EF differs from 100 (EDV - ESV) / EDV by more than "
+                       f"{EF_VOLUME_TOLERANCE_PERCENT:g} EF point (excluded)")
+EMPTY_SPLIT = "splits with no videos (training needs TRAIN and VAL, the book's evaluation TEST)"
 DUPLICATE_ROWS = "duplicate FileName rows in FileList (first kept)"
 TRACING_UNKNOWN_FILE = "tracing files absent from FileList (ignored)"
 TRACING_BAD_ROWS = "tracing rows with a missing or non-numeric value (ignored)"
@@ -150,6 +163,7 @@ MORE_THAN_TWO = "videos with more than two traced frames (largest area is ED, sm
 ED_LISTED_FIRST = "videos whose ED tracing is listed before ES (order not trusted; area decides)"
 MISSING_VIDEO = "videos listed in FileList but missing from Videos/"
 UNREADABLE_VIDEO = "videos OpenCV cannot read"
+TRUNCATED_VIDEO = "videos whose last frame does not decode (truncated or damaged)"
 FRAME_COUNT_MISMATCH = "videos whose frame count differs from NumberOfFrames"
 FRAME_SIZE_MISMATCH = "videos whose size differs from FrameHeight/FrameWidth"
 UNLISTED_VIDEO = "videos in Videos/ without a FileList row (ignored)"
@@ -329,10 +343,24 @@ def read_filelist(root: str | Path, problems: Problems | None = None) -> pd.Data
     problems.add(NO_EF, int(no_ef.sum()), table.loc[no_ef, "name"])
     no_volumes = table[["esv_ml", "edv_ml"]].isna().any(axis=1) & ~no_ef
     problems.add(NO_VOLUMES, int(no_volumes.sum()), table.loc[no_volumes, "name"])
-    table = table[~unknown_split & ~no_ef]
+    bad_label = _label_problems(table, problems)
+    table = table[~unknown_split & ~no_ef & ~bad_label]
     duplicate = table["name"].duplicated(keep="first")
     problems.add(DUPLICATE_ROWS, int(duplicate.sum()), table.loc[duplicate, "name"])
     return table[~duplicate].reset_index(drop=True)
+
+
+def _label_problems(table: pd.DataFrame, problems: Problems) -> pd.Series:
+    """Rows whose EF or volumes cannot be right, each kind counted with examples (NaN volumes are not judged)."""
+    ef, edv, esv = table["ef_percent"], table["edv_ml"], table["esv_ml"]
+    out_of_range = (ef < 0) | (ef > 100)
+    has_volumes = edv.notna() & esv.notna()
+    bad_volumes = has_volumes & ((edv <= 0) | (esv <= 0) | (esv >= edv)) & ~out_of_range
+    volume_ef = 100 * (edv - esv) / edv
+    disagree = has_volumes & ~bad_volumes & ~out_of_range & ((ef - volume_ef).abs() > EF_VOLUME_TOLERANCE_PERCENT)
+    for kind, rows in ((EF_OUT_OF_RANGE, out_of_range), (BAD_VOLUMES, bad_volumes), (EF_VOLUMES_DISAGREE, disagree)):
+        problems.add(kind, int(rows.sum()), table.loc[rows, "name"])
+    return out_of_range | bad_volumes | disagree
 
 
 def read_tracings(root: str | Path, filelist: pd.DataFrame,
@@ -527,8 +555,20 @@ class EchoNetDataset:
         return EchoNetItem(record=record, video=video, ed_mask=masks[0], es_mask=masks[1])
 
     def video(self, index: int, stop: int | None = None) -> np.ndarray:
-        """uint8 gray ``[T, H, W]`` of video ``index`` (at most ``stop`` frames); see :func:`load_video`."""
-        return load_video(self.records[index].path, stop=stop)
+        """uint8 gray ``[T, H, W]`` of video ``index`` (at most ``stop`` frames); see :func:`load_video`.
+
+        Raises :class:`BrokenVideoError` when fewer frames decode than the video has (FileList's
+        NumberOfFrames, else the header's count): a broken file is never passed on short.
+        """
+        record = self.records[index]
+        frames = load_video(record.path, stop=stop)
+        expected = int(self.frame_counts[index])
+        wanted = expected if stop is None else min(stop, expected)
+        if len(frames) < wanted:
+            raise BrokenVideoError(f"{record.path}: only {len(frames)} of its {expected} frames decode "
+                                   f"(NumberOfFrames in {FILELIST_NAME}, else the header); the file is truncated "
+                                   f"or damaged: export it again or remove its row")
+        return frames
 
     @property
     def names(self) -> list[str]:
@@ -652,7 +692,19 @@ def _ef_stats(values: np.ndarray) -> dict[str, float]:
             "min": float(np.min(values)), "median": float(np.median(values)), "max": float(np.max(values))}
 
 
-def _check_videos(records: list[EchoNetRecord], root: Path, problems: Problems, open_videos: bool) -> None:
+def last_frame_decodes(path: str | Path, frame_count: int) -> bool:
+    """Whether frame ``frame_count - 1`` decodes: a truncated file keeps its header's count but loses the end."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, max(frame_count - 1, 0))
+        ok, _ = capture.read()
+        return bool(ok)
+    finally:
+        capture.release()
+
+
+def _check_videos(records: list[EchoNetRecord], root: Path, problems: Problems, open_videos: bool,
+                  decode: bool) -> None:
     listed = set()
     for record in records:
         listed.add(record.path.name)
@@ -668,8 +720,12 @@ def _check_videos(records: list[EchoNetRecord], root: Path, problems: Problems, 
             continue
         if header["frames"] <= 0:
             problems.add(UNREADABLE_VIDEO, 1, [record.path.name], fatal=True)
-        elif record.frame_count >= 0 and header["frames"] != record.frame_count:
+            continue
+        if record.frame_count >= 0 and header["frames"] != record.frame_count:
             problems.add(FRAME_COUNT_MISMATCH, 1, [record.path.name])
+        expected = record.frame_count if record.frame_count > 0 else header["frames"]
+        if decode and not last_frame_decodes(record.path, expected):
+            problems.add(TRUNCATED_VIDEO, 1, [record.path.name], fatal=True)
         listed_size = (record.frame_height, record.frame_width)
         if record.frame_height >= 0 and (header["height"], header["width"]) != listed_size:
             problems.add(FRAME_SIZE_MISMATCH, 1, [record.path.name])
@@ -681,11 +737,13 @@ def _check_videos(records: list[EchoNetRecord], root: Path, problems: Problems, 
     problems.add(UNLISTED_VIDEO, len(unlisted), unlisted)
 
 
-def check_echonet(root: str | Path, *, open_videos: bool = True) -> EchoNetReport:
+def check_echonet(root: str | Path, *, open_videos: bool = True, decode: bool = True) -> EchoNetReport:
     """Check an EchoNet-Dynamic-style folder without raising: counts, EF statistics and every problem.
 
-    ``open_videos`` opens each video's header (fast, no decoding) to find unreadable files and
-    frame counts or sizes that disagree with FileList.
+    ``open_videos`` opens each video's header to find unreadable files and frame counts or sizes that
+    disagree with FileList; ``decode`` also decodes each video's last frame, which finds truncated
+    files (their header still counts every frame). ``decode=False`` is the fast path for huge folders:
+    a truncated video then shows only when a loader reads it (:class:`BrokenVideoError`).
     """
     root = Path(root)
     report = EchoNetReport(root=root)
@@ -700,30 +758,24 @@ def check_echonet(root: str | Path, *, open_videos: bool = True) -> EchoNetRepor
         problems.add(str(error), 1, fatal=True)
         return report
     records = build_records(root, filelist, tracings, problems)
-    _check_videos(records, root, problems, open_videos)
+    _check_videos(records, root, problems, open_videos, decode)
     for split in (*SPLITS, "ALL"):
         chosen = [r for r in records if split == "ALL" or r.split == split]
         report.split_counts[split] = len(chosen)
         report.traced_counts[split] = sum(r.has_tracings for r in chosen)
         report.ef_stats[split] = _ef_stats(np.array([r.ef_percent for r in chosen]))
+    empty = [split for split in SPLITS if report.split_counts[split] == 0]
+    problems.add(EMPTY_SPLIT, len(empty), empty, fatal=True)
     return report
 
 
 # --------------------------------------------------------------------------------------------- writing
 
 def _prepare_output(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty folder unless ``overwrite``; then remove only what this writer writes."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out_dir}: folder is not empty; pass overwrite=True (--overwrite) to replace "
-                                  f"its {FILELIST_NAME}, {TRACINGS_NAME} and {VIDEOS_DIR}/*{VIDEO_SUFFIX}")
-        for name in (FILELIST_NAME, TRACINGS_NAME):
-            (out_dir / name).unlink(missing_ok=True)
-        if (out_dir / VIDEOS_DIR).is_dir():
-            for video in (out_dir / VIDEOS_DIR).glob(f"*{VIDEO_SUFFIX}"):
-                video.unlink()
+    """Refuse a non-empty folder unless ``overwrite`` and written by echobook; then remove only what this writer
+    writes (:func:`echobook.data.folders.prepare_output_folder`)."""
+    prepare_output_folder(out_dir, overwrite, (FILELIST_NAME, TRACINGS_NAME, f"{VIDEOS_DIR}/*{VIDEO_SUFFIX}"),
+                          "EchoNet-Dynamic")
     (out_dir / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
 
 

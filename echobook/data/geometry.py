@@ -338,3 +338,26 @@ def ellipse_contour(centre, semi_axis_long: float, semi_axis_short: float, angle
     n = np.array([e[1], -e[0]])
     return (np.asarray(centre, dtype=np.float64) + np.outer(semi_axis_long * np.cos(t), e)
             + np.outer(semi_axis_short * np.sin(t), n))
+
+
+# --------------------------------------------------------------------------- biplane method of discs
+def biplane_volume_ml(tracing_a, tracing_b, mm_per_pixel_a: float, mm_per_pixel_b: float) -> np.ndarray:
+    """Biplane method of discs (CAMUS's rule, reference report §2.5), in mL, from two orthogonal views.
+
+    ``tracing_a``, ``tracing_b``: ``[..., N + 1, 4]`` tracings of the same instant in two apical views
+    (A2C and A4C), each on square pixels of ``mm_per_pixel_*`` mm. Disc ``i`` is an ellipse with
+    diameters ``a_i`` and ``b_i`` (chord ``i`` of each view, in mm), and every disc has the height of
+    the longer view, ``h = max(L_a, L_b) / N``: ``V = pi / 4 * h * sum_i a_i b_i``. The chords are
+    the tracing's own (EchoNet's placement along the long axis), not CAMUS's fractions 0, 1/20, ...,
+    19/20, so volumes differ slightly from CAMUS's script.
+    """
+    a, b = _as_tracing(tracing_a, "tracing_a"), _as_tracing(tracing_b, "tracing_b")
+    if a.shape[-2] != b.shape[-2]:
+        raise ValueError(f"the two tracings have {a.shape[-2] - 1} and {b.shape[-2] - 1} chords; they must match")
+    for name, spacing in (("mm_per_pixel_a", mm_per_pixel_a), ("mm_per_pixel_b", mm_per_pixel_b)):
+        if not np.all(np.asarray(spacing) > 0):
+            raise ValueError(f"{name} must be positive; got {spacing!r}")
+    n_chords = a.shape[-2] - 1
+    length_mm = np.maximum(long_axis_length_px(a) * mm_per_pixel_a, long_axis_length_px(b) * mm_per_pixel_b)
+    chord_products_mm2 = chord_lengths_px(a) * mm_per_pixel_a * chord_lengths_px(b) * mm_per_pixel_b
+    return np.pi / 4.0 * np.sum(chord_products_mm2, axis=-1) * length_mm / n_chords / 1000.0

@@ -9,10 +9,16 @@
 Callbacks are plain methods (``explorer.select(i)``, ``player.show_frame(i)``, ``set_opacity``,
 ``set_layer``, ``set_colour``) that the widgets call and tests can drive without a browser.
 
-Where they run: plotly's ``FigureWidget`` (click a point) needs ``anywidget`` and is unreliable
-in Colab, so the explorer uses it only when it works and not in Colab; otherwise the scatter is
-drawn as a plain plotly figure and a point slider picks the point (it is there in both modes).
-Frames are shown as PNGs in ``ipywidgets.Image``, which every front end renders.
+Where they run: plotly's ``FigureWidget`` (click a point, recolour in place) needs ``anywidget``
+(plotly >= 6; the ``notebook`` extra installs it) and is unreliable in Colab, so the explorer uses it
+only when it can be made, not in Colab, and only where a reader's front end is attached (not in a
+batch run, see :func:`front_end_attached`). Otherwise the explorer says why above a plain plotly
+figure, which it redraws when the colouring or the chosen point changes; the point slider picks a
+point in both modes. Frames are shown as PNGs in ``ipywidgets.Image``, which every front end renders.
+
+Layout: rows of controls wrap, so a widget fits the book's content column and JupyterLab's default
+width (the clip panel goes under the scatter when they do not fit side by side), and long
+descriptions ("CAM opacity") get the width they need instead of being cut.
 
 The rendered book has no kernel, so ``static_figure()`` gives a plotly figure that needs none: the
 scatter with hover details and a colour menu; the player as an animation of small JPEG frames
@@ -21,6 +27,8 @@ scatter with hover details and a colour menu; the player as an animation of smal
 from __future__ import annotations
 
 import base64
+import html
+import os
 from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
@@ -32,6 +40,7 @@ DISPLAY_PX = 224  # side of the shown frames; small clips are enlarged to it (ne
 STATIC_FRAMES = 16  # frames kept in a static animation
 STATIC_PX = 96  # side of a static animation's frames
 JPEG_QUALITY = 80
+STATIC_PANEL_PX, STATIC_PANEL_MARGIN_PX = 260, 60  # a static animation's width per model, plus margins
 COLOUR_BY = {"true": "EF true (%)", "predicted": "EF predicted (%)", "error": "EF error (%)"}
 
 # index -> (frames [T, H, W] uint8 or float, Grad-CAM [T, H, W] in [0, 1] or None)
@@ -87,21 +96,62 @@ def data_uri(rgb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(encoded(rgb, ".jpg")).decode("ascii")
 
 
-def figure_widget_or_none(figure):
-    """A plotly ``FigureWidget`` of ``figure`` where clicks can reach the kernel, else None."""
+ANYWIDGET_MISSING = ("This scatter is a plain figure: clicking a point and colouring it in place need plotly's "
+                     "<code>FigureWidget</code>, which needs <code>anywidget</code> ({reason}). Install it with "
+                     "<code>pip install \"anywidget>=0.9\"</code> (or <code>pip install \"echobook[notebook]\"</code>) "
+                     "and restart the kernel. Meanwhile the point slider picks a point and the colour buttons "
+                     "redraw the figure.")
+IN_COLAB = ("In Colab this scatter is a plain figure (plotly's <code>FigureWidget</code> does not work reliably "
+            "there): the point slider picks a point and the colour buttons redraw the figure.")
+NO_FRONT_END = ("This copy ran without a reader (a batch run: papermill, Jupyter Book), so its scatter does not "
+                "answer clicks and its controls need a kernel. Open the chapter in JupyterLab or Colab to click a "
+                "point and see its clip.")
+FIGURE_PX = (480, 420)  # the live scatter: beside the clip panel in JupyterLab, above it in the book's column
+WIDE_LABEL = {"description_width": "initial"}  # a description as wide as its text, never cut
+
+
+def front_end_attached() -> bool:
+    """Whether a reader's front end shows this kernel's widgets: a kernel started by a Jupyter server
+    (JupyterLab, Notebook 7, JupyterHub, which set ``$JPY_SESSION_NAME``) or by VS Code (which defines
+    ``__vsc_ipynb_file__``). A batch run (papermill, nbclient, Jupyter Book) has no reader, and a
+    FigureWidget made there would only add plotly.js (about 5 MB) to the saved notebook and a model the
+    rendered book cannot load offline."""
+    if os.environ.get("JPY_SESSION_NAME"):
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "__vsc_ipynb_file__" in shell.user_ns
+
+
+def live_figure(figure):
+    """``(FigureWidget, None)`` where clicks can reach the kernel, else ``(None, why not)`` as HTML
+    for the reader: a silent fallback would leave controls that do nothing."""
     if in_colab():
-        return None
+        return None, IN_COLAB
+    if not front_end_attached():
+        return None, NO_FRONT_END
     import plotly.graph_objects as go
 
     try:
-        return go.FigureWidget(figure)
-    except ImportError:  # plotly >= 6 needs anywidget for it
-        return None
+        return go.FigureWidget(figure), None
+    except ImportError as error:  # plotly >= 6 needs anywidget for it
+        return None, ANYWIDGET_MISSING.format(reason=html.escape(str(error).strip() or "not installed"))
 
 
 def on_change(control, current: Callable[[], object], callback: Callable[[object], None]) -> None:
     """Call ``callback(new value)`` when ``control``'s value changes to something not already shown."""
     control.observe(lambda change: None if change["new"] == current() else callback(change["new"]), names="value")
+
+
+def wrapping_row(children):
+    """An HBox whose children go to the next line when the row is narrower than they are (the
+    book's content column), instead of running past its right edge."""
+    import ipywidgets as widgets
+
+    return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap", max_width="100%"))
 
 
 def spaced_indices(count: int, keep: int) -> np.ndarray:
@@ -248,20 +298,23 @@ class EmbeddingExplorer:
         if getattr(self, "_figure_widget", None) is not None:
             with self._figure_widget.batch_update():
                 self._figure_widget.data[0].marker.update(**colours, colorbar=dict(title=dict(text=COLOUR_BY[by])))
+        self._redraw_plain_figure()
 
     # -------------------------------------------------------------- widgets
     def _build_controls(self) -> None:
         import ipywidgets as widgets
 
         self.point_slider = widgets.IntSlider(0, 0, max(len(self) - 1, 0), description="point",
-                                              continuous_update=False)
+                                              continuous_update=False, style=WIDE_LABEL)
         self.colour_buttons = widgets.ToggleButtons(options=self.colour_options, value=self.colour_options[0],
-                                                    description="colour by")
-        self.frame_slider = widgets.IntSlider(0, 0, 0, description="frame")
+                                                    description="colour by", style=WIDE_LABEL)
+        self.frame_slider = widgets.IntSlider(0, 0, 0, description="frame", style=WIDE_LABEL)
         self.play = widgets.Play(interval=125, min=0, max=0, description="play")
-        self.opacity_slider = widgets.FloatSlider(self.opacity, min=0, max=1, step=0.05, description="CAM opacity")
+        self.opacity_slider = widgets.FloatSlider(self.opacity, min=0, max=1, step=0.05, description="CAM opacity",
+                                                  style=WIDE_LABEL)
         self.image = widgets.Image(format="png", width=self.display_px, height=self.display_px)
         self.info = widgets.HTML("choose a point")
+        self.notice = widgets.HTML("")  # why the scatter is not live, when it is not
         widgets.jslink((self.play, "value"), (self.frame_slider, "value"))
         widgets.jslink((self.frame_slider, "max"), (self.play, "max"))
         # A control moved by the reader calls the method; a method moving its control (to stay in
@@ -270,33 +323,55 @@ class EmbeddingExplorer:
         on_change(self.colour_buttons, lambda: self.colour_by, self.set_colour)
         on_change(self.frame_slider, lambda: self.frame, self.show_frame)
         on_change(self.opacity_slider, lambda: self.opacity, self.set_opacity)
-        self._figure_widget = None
+        self._figure_widget = self._plain_output = None
 
     def _highlight(self, index: int) -> None:
         if self._figure_widget is not None:
             self._figure_widget.data[1].update(x=[self.projection[index, 0]], y=[self.projection[index, 1]])
+        self._redraw_plain_figure()
 
-    def _plot_widget(self):
-        """A clickable FigureWidget where it works (``plot='auto'`` or ``'figurewidget'``), else the
-        static figure in an Output (``plot='static'``, Colab, no anywidget)."""
-        import ipywidgets as widgets
+    def live_view_figure(self):
+        """The scatter of the widget: the static figure without its menu (the toggle buttons colour
+        it), sized to sit beside the clip panel, with a red ring on the chosen point."""
         import plotly.graph_objects as go
 
-        figure = self.static_figure()
-        figure.add_trace(go.Scatter(x=[], y=[], mode="markers", name="chosen", hoverinfo="skip",
+        width, height = FIGURE_PX
+        figure = self.static_figure(width=width, height=height)
+        chosen = [] if self.selected is None else [self.selected]
+        figure.add_trace(go.Scatter(x=self.projection[chosen, 0], y=self.projection[chosen, 1], mode="markers",
+                                    name="chosen", hoverinfo="skip",
                                     marker=dict(size=16, color="rgba(0,0,0,0)", line=dict(width=2, color="red"))))
-        figure.layout.updatemenus = ()  # the toggle buttons colour the live view
-        figure.update_layout(showlegend=False)
-        self._figure_widget = figure_widget_or_none(figure) if self.plot != "static" else None
+        figure.layout.updatemenus = ()
+        figure.update_layout(showlegend=False, margin=dict(l=50, r=10, t=50, b=50))
+        return figure
+
+    def _redraw_plain_figure(self) -> None:
+        """The plain figure cannot change in place: draw it again (colouring or chosen point changed)."""
+        if self._plain_output is None:
+            return
+        from IPython.display import display
+
+        self._plain_output.clear_output(wait=True)
+        with self._plain_output:
+            display(self.live_view_figure())  # the notebook's plotly renderer; never a browser tab
+
+    def _plot_widget(self):
+        """A clickable FigureWidget where it can be made (``plot='auto'`` or ``'figurewidget'``), else
+        the plain figure in an Output with :attr:`notice` saying why (``plot='static'``, Colab, no
+        anywidget)."""
+        import ipywidgets as widgets
+
+        if self.plot == "static":
+            self._figure_widget, why = None, ""
+        else:
+            self._figure_widget, why = live_figure(self.live_view_figure())
         if self._figure_widget is None:
             if self.plot == "figurewidget":
-                raise RuntimeError("plotly's FigureWidget is not available here (it needs anywidget; not in Colab)")
-            from IPython.display import display
-
-            output = widgets.Output()
-            with output:
-                display(figure)  # the notebook's plotly renderer; never a browser tab
-            return output
+                raise RuntimeError(f"plotly's FigureWidget is not available here: {html.unescape(why)}")
+            self.notice.value = f"<small>{why}</small>" if why else ""
+            self._plain_output = widgets.Output()
+            self._redraw_plain_figure()
+            return self._plain_output
         self._figure_widget.data[0].on_click(lambda trace, points, state: points.point_inds and
                                              self.select(points.point_inds[0]))
         return self._figure_widget
@@ -307,10 +382,11 @@ class EmbeddingExplorer:
         import ipywidgets as widgets
 
         if getattr(self, "_widget", None) is None:
-            clip_view = widgets.VBox([self.info, self.image, widgets.HBox([self.play, self.frame_slider]),
-                                      self.opacity_slider])
-            self._widget = widgets.VBox([self.colour_buttons, self.point_slider,
-                                         widgets.HBox([self._plot_widget(), clip_view])])
+            clip_view = widgets.VBox([self.info, self.image, wrapping_row([self.play, self.frame_slider]),
+                                      self.opacity_slider], layout=widgets.Layout(max_width="100%"))
+            plot = self._plot_widget()
+            self._widget = widgets.VBox([self.colour_buttons, self.point_slider, self.notice,
+                                         wrapping_row([plot, clip_view])])
             if self.selected is not None:
                 self._highlight(self.selected)
         return self._widget
@@ -403,10 +479,12 @@ class HeatmapPlayer:
         import ipywidgets as widgets
 
         last = len(self) - 1
-        self.frame_slider = widgets.IntSlider(0, 0, last, description="frame")
+        self.frame_slider = widgets.IntSlider(0, 0, last, description="frame", style=WIDE_LABEL)
         self.play = widgets.Play(interval=frame_interval_ms, min=0, max=last, description="play")
-        self.layer_menu = widgets.Dropdown(options=self.layers, value=self.layer, description="layer")
-        self.opacity_slider = widgets.FloatSlider(self.opacity, min=0, max=1, step=0.05, description="CAM opacity")
+        self.layer_menu = widgets.Dropdown(options=self.layers, value=self.layer, description="layer",
+                                           style=WIDE_LABEL, layout=widgets.Layout(width="auto"))
+        self.opacity_slider = widgets.FloatSlider(self.opacity, min=0, max=1, step=0.05, description="CAM opacity",
+                                                  style=WIDE_LABEL)
         self.images = {model: widgets.Image(format="png", width=self.display_px, height=self.display_px)
                        for model in self.models}
         widgets.jslink((self.play, "value"), (self.frame_slider, "value"))
@@ -422,7 +500,7 @@ class HeatmapPlayer:
             panels = [widgets.VBox([widgets.HTML(f"<b>{model}</b> {self.captions.get(model, '')}"), image])
                       for model, image in self.images.items()]
             controls = [self.play, self.frame_slider] + ([self.layer_menu] if len(self.layers) > 1 else [])
-            self._widget = widgets.VBox([widgets.HBox(controls), self.opacity_slider, widgets.HBox(panels)])
+            self._widget = widgets.VBox([wrapping_row(controls), self.opacity_slider, wrapping_row(panels)])
         return self._widget
 
     def _ipython_display_(self):
@@ -447,8 +525,10 @@ class HeatmapPlayer:
                              hoverinfo="skip") for model in self.models]
 
         columns = len(self.models)
-        figure = make_subplots(rows=1, cols=columns, subplot_titles=[
-            f"{model} {self.captions.get(model, '')}".strip() for model in self.models], horizontal_spacing=0.03)
+        # the caption on a line of its own, smaller: side by side in one line, two titles run into each other
+        titles = [f"{model}<br><span style='font-size:11px'>{self.captions[model]}</span>"
+                  if self.captions.get(model) else model for model in self.models]
+        figure = make_subplots(rows=1, cols=columns, subplot_titles=titles, horizontal_spacing=0.03)
         for column, trace in enumerate(images(int(kept[0])), start=1):
             figure.add_trace(trace, row=1, col=column)
         figure.frames = [go.Frame(data=images(int(f)), name=str(f), traces=list(range(columns))) for f in kept]
@@ -456,7 +536,8 @@ class HeatmapPlayer:
         play_args = dict(frame=dict(duration=frame_duration_ms, redraw=True), transition=dict(duration=0),
                          fromcurrent=True)
         figure.update_layout(
-            width=60 + 260 * columns, height=400, margin=dict(l=10, r=10, t=60, b=10),
+            # the top margin holds the title above two-line subplot titles without the two touching
+            width=STATIC_PANEL_MARGIN_PX + STATIC_PANEL_PX * columns, height=440, margin=dict(l=10, r=10, t=120, b=10),
             title=f"Grad-CAM{f', {layer}' if layer else ''}",
             # the slider starts right of the play/pause buttons, so they do not cover its label
             sliders=[dict(active=0, currentvalue=dict(prefix="frame "), pad=dict(t=10), x=0.16, len=0.84,

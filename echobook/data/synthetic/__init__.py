@@ -13,7 +13,9 @@ How one video is made (each step has its module, and chapter 1 shows each one):
    a half-cosine ejection over the ejection time (``LVET = 379 - 1.8 HR`` ms, clipped to
    0.28-0.38 of the cycle), a flat isovolumic relaxation, rapid filling, diastasis and the
    atrial kick. The heart rate swings by up to 5 % with breathing (sinus arrhythmia), so
-   beats are not exact copies.
+   beats are not exact copies. ``SyntheticConfig(rr_irregularity=0.2)`` gives an atrial-fibrillation-like
+   rhythm instead: every RR interval drawn apart (from a stream of its own, so the rest of the video is
+   unchanged), diastole stretching and shrinking with it.
 3. **Anatomy** (:mod:`.anatomy`). The LV endocardium is a truncated prolate shape along a tilted long
    axis (apex fixed near the transducer, mitral plane descending toward the apex in systole);
    each wall (image-left: septum in A4C, image-right: lateral wall) shortens radially by
@@ -48,7 +50,9 @@ against a small array namespace, and runs on one of two backends (:func:`render_
 
 Many videos (:mod:`.sets`): :func:`make_videos`, :func:`iter_videos`, :class:`SyntheticDataset`, and
 :func:`synth_echonet`, which writes a set in EchoNet-Dynamic's layout. :func:`cached_synthetic_echonet`
-(:mod:`.cache`) makes such a folder once and reuses it, safely across processes.
+(:mod:`.cache`) makes such a folder once and reuses it, safely across processes. :func:`synthetic_video_table`
+holds videos in memory as a :class:`~echobook.data.table.VideoTable` that keeps every frame's true phase
+(long unlabelled videos for EchoFM's pretraining, chapter 8).
 The label values (chambers, views, segments, wall motion, quality) live in :mod:`echobook.data.labels`.
 """
 from echobook.data.labels import (
@@ -71,7 +75,8 @@ from echobook.data.synthetic.render import (
     SyntheticVideo, attenuation_db, make_video, render_device, render_plan, render_stages,
 )
 from echobook.data.synthetic.sets import (
-    SyntheticDataset, benchmark, iter_videos, make_videos, synth_echonet, worker_pool,
+    SyntheticDataset, SyntheticVideoTable, benchmark, iter_videos, make_videos, synth_echonet,
+    synthetic_video_table, worker_pool,
 )
 
 
@@ -79,10 +84,10 @@ __all__ = [
     "CACHE_ENV", "CHAMBER_LABELS", "ECHONET_EDV_MEDIAN_ML", "ECHONET_EF_BELOW_40", "ECHONET_EF_CDF",
     "ECHONET_EF_MEAN", "ECHONET_EF_SD", "EDV_LOG_SD", "QUALITIES", "QUALITY_LEVELS", "SEGMENTS",
     "VIEWS", "VIEW_CHOICES", "WALL_MOTION", "HeartCase", "QualityLevel", "SyntheticConfig", "SyntheticDataset",
-    "SyntheticVideo", "VideoPlan", "attenuation_db", "benchmark", "cached_synthetic_echonet", "cardiac_phase",
+    "SyntheticVideo", "SyntheticVideoTable", "VideoPlan", "attenuation_db", "benchmark", "cached_synthetic_echonet", "cardiac_phase",
     "config_for_preset", "contraction", "ed_es_frames_of_beat", "ejection_share_of_cycle", "iter_videos",
     "lv_contours", "lv_half_widths", "lv_length", "lv_tracings", "make_video", "make_videos", "mitral_opening",
     "plan_video", "render_device", "render_plan", "render_stages", "rng_for", "sample_case", "sample_edv_ml",
     "sample_ef_percent", "sample_wall_motion", "solve_radial_shortening", "speckle_texture", "synth_echonet",
-    "synthetic_set_key", "video_name", "worker_pool",
+    "synthetic_set_key", "synthetic_video_table", "video_name", "worker_pool",
 ]

@@ -7,9 +7,10 @@ count, the seed and the device, so a change to any of them names a fresh folder.
 How it stays whole:
 
 - a set is built in a fresh hidden temporary folder (``.<name>.<random>.tmp``), never in place;
-- the last file written is a completion marker (``.complete``, JSON: the key, the video count and
-  every file's size), written atomically; a folder is reused only if its marker is there and still
-  matches the files, so a folder without one (a crash, an older version) is rebuilt, never reused;
+- the last file written is a completion marker (``.complete``, JSON: the key, the video count and a
+  manifest of every file's size and BLAKE2b digest), written atomically; a folder is reused only if its
+  marker is there and every file still has its size and digest, so a folder without one (a crash, an
+  older version) or with a damaged file is rebuilt, with a warning that says why, never reused;
 - the finished folder is renamed into place, which is atomic; the check-and-swap holds a lock on the
   cache folder, so two builders of one set cannot interleave: the loser of the race keeps the winner's
   set and deletes its own copy;
@@ -26,6 +27,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 from echobook.data import echonet
@@ -41,10 +43,11 @@ STALE_AFTER_S = 6 * 3600  # a builder writes a video every few seconds at most; 
 
 _DATA_DIR = Path(__file__).resolve().parent.parent  # echobook/data
 # Every source file whose code decides a cached set's bytes: the whole engine (each module of this package),
-# the contour geometry its labels and tracings come from, the label values and the EchoNet writer.
+# the contour geometry its labels and tracings come from, the label values, the EchoNet writer and the
+# video-table protocol the engine's long-video tables follow.
 KEY_SOURCES: tuple[Path, ...] = (
     tuple(sorted(Path(__file__).resolve().parent.glob("*.py")))
-    + tuple(_DATA_DIR / name for name in ("geometry.py", "labels.py", "echonet.py"))
+    + tuple(_DATA_DIR / name for name in ("geometry.py", "labels.py", "echonet.py", "table.py"))
 )
 
 
@@ -97,8 +100,11 @@ def cached_synthetic_echonet(videos: int, seed: int, config: SyntheticConfig | N
     base = Path(cache_dir) if cache_dir else default_cache_dir()
     on = "" if device is None else f"-{device.type}"
     final = base / f"{SET_PREFIX}{config.image_size}px-{config.frames}f-{videos}v-seed{seed}{on}-{key}"
-    if is_complete(final, key, videos):
+    problem = set_problem(final, key, videos)
+    if problem is None:
         return final
+    if final.exists():
+        warnings.warn(f"synthetic set {final}: {problem}; building it again", stacklevel=2)
     base.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(base)
     partial = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=PARTIAL_SUFFIX, dir=base))
@@ -112,11 +118,21 @@ def cached_synthetic_echonet(videos: int, seed: int, config: SyntheticConfig | N
 
 
 # ---------------------------------------------------------------------------- the completion marker
-def _set_files(folder: Path) -> dict[str, int]:
-    """Size in bytes of every file the EchoNet writer writes, by path relative to ``folder``."""
+def file_digest(path: Path) -> str:
+    """BLAKE2b of a file's bytes (fast, read in 1 MiB blocks): a changed byte changes it."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _set_files(folder: Path) -> dict[str, dict]:
+    """Size in bytes and digest of every file the EchoNet writer writes, by path relative to ``folder``."""
     paths = [folder / echonet.FILELIST_NAME, folder / echonet.TRACINGS_NAME,
              *sorted((folder / echonet.VIDEOS_DIR).glob(f"*{echonet.VIDEO_SUFFIX}"))]
-    return {path.relative_to(folder).as_posix(): path.stat().st_size for path in paths}
+    return {path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "blake2b": file_digest(path)}
+            for path in paths}
 
 
 def _filelist_rows(folder: Path) -> int:
@@ -132,18 +148,36 @@ def write_marker(folder: Path, key: str, videos: int) -> None:
     os.replace(scratch, folder / MARKER_NAME)
 
 
-def is_complete(folder: Path, key: str, videos: int) -> bool:
-    """Whether ``folder`` holds the whole set ``key`` of ``videos`` videos: its marker is there, names this key
-    and count, and every file it lists is there with its size; FileList.csv has a row per video."""
+def set_problem(folder: Path, key: str, videos: int) -> str | None:
+    """Why ``folder`` is not the whole set ``key`` of ``videos`` videos, or None when it is: its marker must be
+    there, name this key and count, and list every file with its size and digest (sizes are checked first,
+    as they are cheap); FileList.csv must have a row per video."""
+    if not folder.exists():
+        return "not built yet"
     try:
         marker = json.loads((folder / MARKER_NAME).read_text())
         files = marker["files"]
         videos_listed = [name for name in files if name.startswith(f"{echonet.VIDEOS_DIR}/")]
-        return (marker["key"] == key and marker["videos"] == videos == len(videos_listed)
-                and all((folder / name).stat().st_size == size for name, size in files.items())
-                and _filelist_rows(folder) == videos)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, unreadable or malformed: not whole
-        return False
+        if marker["key"] != key or not marker["videos"] == videos == len(videos_listed):
+            return "its completion marker names another set"
+        wrong_size = [name for name, entry in files.items() if (folder / name).stat().st_size != entry["size"]]
+        if wrong_size:
+            return f"{wrong_size[0]} has another size than when it was written"
+        changed = [name for name, entry in files.items() if file_digest(folder / name) != entry["blake2b"]]
+        if changed:
+            return f"{changed[0]} has other bytes than when it was written"
+        if _filelist_rows(folder) != videos:
+            return f"{echonet.FILELIST_NAME} does not list {videos} videos"
+    except FileNotFoundError as error:
+        return f"{Path(error.filename).name if error.filename else 'a file'} is missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable or malformed: not whole
+        return "its completion marker is unreadable (an interrupted build or an older version)"
+    return None
+
+
+def is_complete(folder: Path, key: str, videos: int) -> bool:
+    """Whether ``folder`` holds the whole set ``key`` of ``videos`` videos (see :func:`set_problem`)."""
+    return set_problem(folder, key, videos) is None
 
 
 # ---------------------------------------------------------------------------- installing, cleaning up

@@ -53,13 +53,36 @@ def contraction(phase, heart_rate_bpm: float = 75.0) -> np.ndarray:
 def cardiac_phase(case: HeartCase, times_s: np.ndarray, unwrapped: bool = False) -> np.ndarray:
     """Phase in [0, 1) (0 = end-diastole) at ``times_s``: the integral of a heart rate that swings with breathing.
 
-    ``unwrapped=True`` counts beats instead (phase 2.3 = 30 % into the third beat).
+    ``unwrapped=True`` counts beats instead (phase 2.3 = 30 % into the third beat). A case with an irregular
+    rhythm (``beat_times_s``) follows its own beat times instead (:func:`irregular_beats`).
     """
     t = np.asarray(times_s, dtype=np.float64)
+    if case.beat_times_s is not None:
+        beats = irregular_beats(case, t)
+        return beats if unwrapped else np.mod(beats, 1.0)
     omega = 2 * np.pi / case.breath_s
     swing = case.hr_variation / omega * (np.cos(case.breath_phase) - np.cos(omega * t + case.breath_phase))
     beats = case.phase0 + case.heart_rate_bpm / 60.0 * (t + swing)
     return beats if unwrapped else np.mod(beats, 1.0)
+
+
+def irregular_beats(case: HeartCase, times_s: np.ndarray) -> np.ndarray:
+    """Unwrapped phase at ``times_s`` for a rhythm with given end-diastole times (``case.beat_times_s``).
+
+    Systole and isovolumic relaxation last as long in every beat (as at the mean rate: a heart's ejection
+    time varies far less than its RR interval); a short or long beat shortens or stretches diastole. A beat
+    too short for that keeps the systole at 85 % of its length.
+    """
+    edges = case.beat_times_s
+    beat = np.clip(np.searchsorted(edges, times_s, side="right") - 1, 0, len(edges) - 2)
+    elapsed_s, rr_s = times_s - edges[beat], np.diff(edges)[beat]
+    relax_end = relaxation_end_of_cycle(case.heart_rate_bpm)
+    systole_s = np.minimum(relax_end * 60.0 / case.heart_rate_bpm, 0.85 * rr_s)
+    in_systole = elapsed_s < systole_s
+    within = np.where(in_systole, relax_end * elapsed_s / systole_s,
+                      relax_end + (1.0 - relax_end) * (elapsed_s - systole_s) / (rr_s - systole_s))
+    # beat 0 starts at or before time 0 (``sample_beat_times_s``), so the first frame's phase is below 1
+    return beat + np.clip(within, 0.0, np.nextafter(1.0, 0.0))
 
 
 def ed_es_frames_of_beat(beats: np.ndarray, volumes: np.ndarray) -> tuple[int, int]:

@@ -25,6 +25,10 @@ ECHONET_EF_MEAN, ECHONET_EF_SD, ECHONET_EF_BELOW_40 = 55.75, 12.37, 0.126
 # EchoNet EDV medians by EF band (EF < 35, 35-50, >= 50) in mL; log-sd of EDV about 0.44 overall.
 ECHONET_EDV_MEDIAN_ML = ((35.0, 142.0), (50.0, 101.0), (math.inf, 76.0))
 EDV_LOG_SD = 0.33  # within an EF band (the bands' spread adds the rest of EchoNet's 0.44)
+# RR intervals' coefficient of variation: beyond 0.5 a lognormal draw gives beats too short to hold a systole
+MAX_RR_IRREGULARITY = 0.5
+RR_SHORTEST, RR_LONGEST = 0.5, 2.0  # an irregular beat's RR interval within these multiples of the mean
+RHYTHM_STREAM = 0x5252  # spawn key of the irregular rhythm's own generator ("RR"), apart from the video's
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,9 @@ class SyntheticConfig:
     quality: str | None = None  # force one quality level
     view: str = "A4C"  # "A4C", "A2C" or "mixed" (half and half)
     wall_motion_probability: float = 0.2  # chance of a regional defect (doubled when EF < 45)
+    # beat-to-beat variation of the RR interval (its coefficient of variation): 0 keeps the sinus rhythm (only the
+    # breathing swing); atrial fibrillation's RR intervals vary by about 0.15-0.3 (0.2 is a typical AF value)
+    rr_irregularity: float = 0.0
 
     def __post_init__(self):
         for name, why in _config_problems(self):
@@ -101,6 +108,9 @@ def _config_problems(config: SyntheticConfig):
         yield "view", f"must be one of {VIEW_CHOICES}"
     if not (0 <= config.wall_motion_probability <= 1):
         yield "wall_motion_probability", "must be in [0, 1]"
+    if not isinstance(config.rr_irregularity, (int, float, np.integer, np.floating)) or isinstance(
+            config.rr_irregularity, bool) or not (0 <= config.rr_irregularity <= MAX_RR_IRREGULARITY):
+        yield "rr_irregularity", f"must be a number in [0, {MAX_RR_IRREGULARITY}] (0: sinus rhythm, ~0.2: AF-like)"
 
 
 def config_for_preset(preset, **overrides) -> SyntheticConfig:
@@ -231,6 +241,32 @@ class HeartCase:
     hr_variation: float = 0.0
     breath_s: float = 4.0
     breath_phase: float = 0.0
+    # irregular rhythm (``SyntheticConfig.rr_irregularity`` > 0): the times of every end-diastole, seconds,
+    # from before the first frame to after the last; None for the sinus rhythm above
+    beat_times_s: np.ndarray | None = None
+
+
+def rhythm_rng(seed: int, index: int) -> np.random.Generator:
+    """The irregular rhythm's own generator: a stream apart from the video's (:func:`rng_for`), so giving a
+    video an irregular rhythm changes its beat timing and nothing else of the heart or the image."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), RHYTHM_STREAM)))
+
+
+def sample_beat_times_s(rng: np.random.Generator, case: HeartCase, duration_s: float,
+                        rr_irregularity: float) -> np.ndarray:
+    """End-diastole times (seconds) of an irregular rhythm covering ``[0, duration_s]``.
+
+    Each RR interval is the mean interval times an independent lognormal factor of mean 1 and coefficient of
+    variation ``rr_irregularity``, clipped to [0.5, 2] (atrial fibrillation: RR intervals that are
+    irregularly irregular, with no pattern from beat to beat). The first frame falls ``phase0`` into its beat.
+    """
+    mean_rr_s = 60.0 / case.heart_rate_bpm
+    sigma = math.sqrt(math.log1p(rr_irregularity ** 2))
+    count = int(math.ceil(duration_s / (RR_SHORTEST * mean_rr_s))) + 3  # enough beats even if all are short
+    factors = np.exp(sigma * rng.standard_normal(count) - sigma ** 2 / 2)
+    rr_s = mean_rr_s * np.clip(factors, RR_SHORTEST, RR_LONGEST)
+    first_ed_s = -case.phase0 * rr_s[0]
+    return first_ed_s + np.concatenate([[0.0], np.cumsum(rr_s)])
 
 
 def sample_lv_pose(rng: np.random.Generator, size: int, ef_percent: float, view: str) -> dict:
@@ -277,4 +313,7 @@ def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCa
         hr_variation=rng.uniform(0.0, 0.05), breath_s=rng.uniform(3.0, 5.0), breath_phase=rng.uniform(0, 2 * np.pi),
     )
     case.radial_shortening = solve_radial_shortening(case)
+    if config.rr_irregularity > 0:  # drawn from its own stream: the rest of the video stays as in sinus rhythm
+        duration_s = config.frames / case.fps
+        case.beat_times_s = sample_beat_times_s(rhythm_rng(seed, index), case, duration_s, config.rr_irregularity)
     return case, rng

@@ -11,9 +11,12 @@ from typing import Iterable
 import numpy as np
 
 from echobook.data import echonet
+from echobook.data.table import ArrayVideoTable, split_names
 from echobook.data.synthetic.heart import SyntheticConfig, check_seed_index
 from echobook.data.synthetic.plan import plan_video
 from echobook.data.synthetic.render import SyntheticVideo, make_video, render_device, render_plan
+
+MIN_SET_VIDEOS = 3  # echonet.assign_splits gives each of TRAIN, VAL and TEST one video from three on
 
 
 def make_videos(seed: int, indices: Iterable[int] | int, config: SyntheticConfig | None = None,
@@ -93,6 +96,46 @@ class SyntheticDataset:
         return f"SyntheticDataset(seed={self.seed}, videos={self.videos}, config={self.config})"
 
 
+# ---------------------------------------------------------------------------- a video table in memory
+class SyntheticVideoTable(ArrayVideoTable):
+    """Synthetic videos as a :class:`~echobook.data.table.VideoTable`, with the true cardiac phase of every frame.
+
+    ``phases[i]``: float ``[T]`` in [0, 1) (0 at end-diastole) of video ``i``; ``heart_rate_bpm[i]``: its mean
+    rate. The clip loaders of :mod:`echobook.data.clips` take it as any table; what they sample can be
+    paired with the truth through the same frame indices (:func:`echobook.data.clips.clip_indices`).
+    """
+
+    def __init__(self, videos: list[SyntheticVideo], splits: str | list[str] = "TRAIN", *, labelled: bool = True):
+        super().__init__([v.frames for v in videos], [v.ef_percent for v in videos] if labelled else None,
+                         names=[v.name for v in videos], fps=[v.fps for v in videos], splits=splits)
+        self.records = list(videos)
+        self.labelled = labelled
+        self.phases = [np.asarray(v.phase, dtype=np.float64) for v in videos]
+        self.heart_rate_bpm = np.array([v.heart_rate_bpm for v in videos], dtype=np.float64)
+
+    def subset(self, split) -> "SyntheticVideoTable":
+        chosen = split_names(split, self.allowed_splits)
+        keep = [i for i, s in enumerate(self.splits) if s in chosen]
+        return SyntheticVideoTable([self.records[i] for i in keep], [str(self.splits[i]) for i in keep],
+                                   labelled=self.labelled)
+
+
+def synthetic_video_table(seed: int, videos: int, config: SyntheticConfig | None = None, *, labelled: bool = False,
+                          split: str | list[str] | None = None, workers: int = 1) -> SyntheticVideoTable:
+    """``videos`` synthetic videos from ``seed`` held in memory as a table, split as EchoNet-Dynamic's release
+    is (:func:`echobook.data.echonet.assign_splits`). ``labelled=False`` (the default: pretraining data)
+    leaves EF out (NaN), as for unlabelled videos; the true phases stay on the table (``phases``).
+    ``split``: make only the videos of that split (or splits): the same videos as ``table.subset(split)`` of the
+    whole set, without making the others."""
+    if not isinstance(videos, (int, np.integer)) or videos < 1:
+        raise ValueError(f"videos must be a positive integer; got {videos!r}")
+    splits = echonet.assign_splits(int(videos), seed)
+    wanted = split_names(split)
+    indices = [i for i, name in enumerate(splits) if name in wanted]
+    made = make_videos(seed, indices, config, workers=workers)
+    return SyntheticVideoTable(made, [splits[i] for i in indices], labelled=labelled)
+
+
 # ---------------------------------------------------------------------------- a set on disk, EchoNet's layout
 def synth_echonet(out_dir: str | Path, videos: int, seed: int, config: SyntheticConfig | None = None, *,
                   overwrite: bool = False, progress: bool = False, workers: int = 1, device=None) -> Path:
@@ -107,8 +150,10 @@ def synth_echonet(out_dir: str | Path, videos: int, seed: int, config: Synthetic
     ``overwrite``, before any video is made (the videos are a lazy stream that the writer starts
     consuming only after checking the folder).
     """
-    if videos < 1:
-        raise ValueError(f"videos={videos}: need at least one")
+    if videos < MIN_SET_VIDEOS:
+        raise ValueError(f"videos={videos}: a set needs at least {MIN_SET_VIDEOS} videos, one for each of TRAIN, VAL "
+                         "and TEST (fewer leave a split empty)")
+    check_seed_index(seed, 0)  # every argument is checked before the folder is touched
     device = render_device(device)  # a bad device fails before anything is written
     splits = echonet.assign_splits(videos, seed)
     if workers <= 1:
