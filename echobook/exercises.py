@@ -590,3 +590,240 @@ def _(answer):
     by_noise = continuity_scores(embeddings, ef_percent, projection=rng.normal(size=(30, 2)))
     depends = {key for key in by_pca if not np.isclose(by_pca[key], by_noise[key])}
     return None if as_set(answer) == depends else "Compute the scores with two projections and compare them."
+
+
+# --------------------------------------------------------------------------------------------- 7: transfer
+
+@exercise("7.1", "a list of the two `echobook run ...` command lines (strings)")
+def _(answer):
+    return check_two_seeded_runs(answer, chapter=7)
+
+
+@exercise("7.2", "{'split_sizes': {'TRAIN': n, 'VAL': n, 'TEST': n} of 20 synthetic patients, 'val_patients': a "
+                 "function (root of a 2023 CAMUS folder) -> the patient names of its VAL subset, read by read_camus}",
+          stub="def val_patients(root):\n    ...  # your code\n\n\n"
+               "answer = {\"split_sizes\": ..., \"val_patients\": val_patients}")
+def _(answer):
+    import tempfile
+    from pathlib import Path
+
+    from echobook.data.camus import read_camus, write_camus
+    from echobook.data.synthetic import SyntheticConfig
+
+    hint = missing_keys(answer, ["split_sizes", "val_patients"])
+    if hint:
+        return hint
+    if not isinstance(answer["split_sizes"], dict):
+        return "Give 'split_sizes' as a dict {'TRAIN': n, 'VAL': n, 'TEST': n}."
+    with tempfile.TemporaryDirectory() as folder:  # small frames: the split, not the pictures, is checked
+        root = write_camus(Path(folder) / "camus-2023", 20, 7, SyntheticConfig(image_size=32, frames=12),
+                           release="2023")
+        dataset = read_camus(root)
+        sizes = {name: len(dataset.subset(name)) for name in ("TRAIN", "VAL", "TEST")}
+        listed = (root / "database_split" / "subgroup_validation.txt").read_text().split()
+        names = answer["val_patients"](root)
+        got = None if names is None else [str(name) for name in names]
+    given = {str(k).upper(): v for k, v in answer["split_sizes"].items()}
+    return first_wrong([
+        (got is not None, "Your val_patients returns nothing yet: return the names."),
+        (given == sizes, "The writer keeps CAMUS's proportions of training, validation and test patients: "
+                         "what do they give for 20?"),
+        (got == listed, "Read the folder with read_camus and take the names of the subset called 'VAL'; they "
+                        "should be the patients listed in database_split/subgroup_validation.txt."),
+    ])
+
+
+@exercise("7.3", "{'same_at_ed_and_es': True or False, 'differ_most': one of 'at ED and ES', 'where the motion "
+                 "curves fastest', 'where the heart is still', 'equally everywhere'}")
+def _(answer):
+    from echobook.methods.transfer import resample_time_cubic
+
+    hint = missing_keys(answer, ["same_at_ed_and_es", "differ_most"])
+    if hint:
+        return hint
+    times = np.linspace(0, 1, 9)
+    frames = (np.cos(np.pi * times)[:, None, None] * np.ones((1, 3, 3))).astype(np.float32)  # a curved motion
+    new_times = np.linspace(0, 1, 16)
+    linear = np.stack([np.interp(new_times, times, frames[:, i, j]) for i in range(3) for j in range(3)], -1)
+    difference = np.abs(resample_time_cubic(frames, 16).reshape(16, -1) - linear).mean(-1)
+    ends_agree = bool(difference[0] < 1e-6 and difference[-1] < 1e-6)
+    return first_wrong([
+        (answer["same_at_ed_and_es"] is ends_agree, "Do both interpolations pass through the first and last stored "
+                                                    "frames?"),
+        (answer["differ_most"] == "where the motion curves fastest", "A straight line between two stored frames "
+                                                                     "is exact when the motion is a straight line: "
+                                                                     "where is it least like one?"),
+    ])
+
+
+@exercise("7.4", "{'best_threshold': a function (probability, target) -> the threshold of np.linspace(0.05, 0.95, "
+                 "19) with the highest F1, 'optimistic_because': one of 'the threshold is fitted to the predictions "
+                 "it is scored on', 'F1 ignores true negatives', 'the folds are small', 'MI is rare'}",
+          stub="def best_threshold(probability, target):\n    ...  # your code\n\n\n"
+               "answer = {\"best_threshold\": best_threshold, \"optimistic_because\": ...}")
+def _(answer):
+    from echobook.metrics import classification_metrics
+
+    hint = missing_keys(answer, ["best_threshold", "optimistic_because"])
+    if hint:
+        return hint
+    rng = np.random.default_rng(74)
+    target = (rng.uniform(size=60) < 0.4).astype(int)
+    probability = np.clip(0.25 + 0.3 * target + rng.normal(0, 0.2, 60), 0.01, 0.99)
+    thresholds = np.linspace(0.05, 0.95, 19)
+
+    def f1(threshold):
+        return classification_metrics((probability > threshold).astype(int), target)["f1"]
+
+    best = max(f1(t) for t in thresholds)
+    chosen = answer["best_threshold"](probability, target)
+    if chosen is None:
+        return "Your best_threshold returns nothing yet: return one threshold."
+    chosen = float(chosen)
+    return first_wrong([
+        (np.isclose(thresholds, chosen).any(), "Choose among np.linspace(0.05, 0.95, 19)."),
+        (close(f1(chosen), best, 1e-9), "Score each threshold by the F1 of (probability > threshold) against the "
+                                        "targets and keep the best."),
+        (answer["optimistic_because"] == "the threshold is fitted to the predictions it is scored on",
+         "Which predictions chose the threshold, and which ones are then scored?"),
+    ])
+
+
+# --------------------------------------------------------------------------------------------- 8: EchoFM
+
+@exercise("8.1", "{'loss_near_0_means': one of 'the TSSM follows the phase', 'the embedding agrees with itself', "
+                 "'the learning rate is too high' or 'the model overfits', 'phase_correlation': 'high' or 'low'}")
+def _(answer):
+    hint = missing_keys(answer, ["loss_near_0_means", "phase_correlation"])
+    if hint:
+        return hint
+    return first_wrong([
+        (answer["loss_near_0_means"] == "the embedding agrees with itself", "Where do the self-mined triplets come "
+                                                                            "from, and what does the loss compare "
+                                                                            "them with?"),
+        (answer["phase_correlation"] == "low", "Read the correlation of the self-mined model's TSSM with the true "
+                                               "phase."),
+    ])
+
+
+@exercise("8.2", "{'most_differences': 'beyond the seed spread' or 'within the seed spread', 'compare_with': one of "
+                 "'the spread across seeds', 'the training loss', 'the paper's numbers'}")
+def _(answer):
+    hint = missing_keys(answer, ["most_differences", "compare_with"])
+    if hint:
+        return hint
+    return first_wrong([
+        (answer["compare_with"] == "the spread across seeds", "A difference means something when it is larger "
+                                                              "than what changes from seed to seed."),
+        (answer["most_differences"] == "within the seed spread", "Put each ratio's mean next to its std: how many "
+                                                                 "gaps stand out at this size?"),
+    ])
+
+
+@exercise("8.3", "{'lowest_loss': 'random', 'uniform_frame' or 'consistent', 'unfair_because': one of 'each model "
+                 "is scored under its own masking', 'consistent masking trains longer', 'random masking sees more "
+                 "clips'}")
+def _(answer):
+    hint = missing_keys(answer, ["lowest_loss", "unfair_because"])
+    if hint:
+        return hint
+    return first_wrong([
+        (answer["lowest_loss"] == "random", "Which masking leaves a hidden position visible in a neighbouring "
+                                            "slice, to copy?"),
+        (answer["unfair_because"] == "each model is scored under its own masking", "Are the three losses measured "
+                                                                                   "on the same task?"),
+    ])
+
+
+@exercise("8.4", "{'correlation': 'close to the regular-rhythm model's', 'near 0' or 'negative', 'because': one "
+                 "of 'the pixel prior needs no regular rhythm', 'irregular beats are rarer', 'the encoder is frozen'}")
+def _(answer):
+    hint = missing_keys(answer, ["correlation", "because"])
+    if hint:
+        return hint
+    return first_wrong([
+        (answer["correlation"] == "close to the regular-rhythm model's", "Compare the two correlations the "
+                                                                         "solution prints with the sinus-rhythm "
+                                                                         "model's."),
+        (answer["because"] == "the pixel prior needs no regular rhythm", "Where do EchoFM's positives come from "
+                                                                         "in this chapter?"),
+    ])
+
+
+# --------------------------------------------------------------------------------------------- 10: Echo-E3Net
+
+@exercise("10.1", "the `echobook run ...` command line (a string)")
+def _(answer):
+    if not isinstance(answer, str):
+        return "Give the command line as one string."
+    stem, parameters, _ = parse_run_command(answer)
+    return first_wrong([
+        (int(stem.split("_")[0]) == 10, "Run chapter 10."),
+        (parameters.get("SIZE") == "small", "Run it at the `small` size."),
+        (parameters.get("SEED") == 1, "Set the SEED parameter (`-p NAME VALUE`) to the seed asked for."),
+    ])
+
+
+@exercise("10.2", "{'landmark_error': 'may fall' or 'rises', 'ef_by_discs': 'further from the labels' or "
+                  "'closer to the labels'}")
+def _(answer):
+    hint = missing_keys(answer, ["landmark_error", "ef_by_discs"])
+    if hint:
+        return hint
+    return first_wrong([
+        (answer["landmark_error"] == "may fall", "Are fewer points harder or easier to place?"),
+        (answer["ef_by_discs"] == "further from the labels", "How well do 4 discs describe the ventricle, even "
+                                                             "from perfect landmarks?"),
+    ])
+
+
+@exercise("10.3", "{'biplane_discs_for_1pct': the fewest discs putting the biplane rule within 1 % of the half "
+                  "ellipsoid, 'single_plane_limit': the single-plane (A4C, EchoNet) volume over the solid's as "
+                  "the discs grow many}")
+def _(answer):
+    hint = missing_keys(answer, ["biplane_discs_for_1pct", "single_plane_limit"])
+    if hint:
+        return hint
+    length, r1, r2 = 8.0, 2.5, 2.0  # section 10.2's ventricle
+
+    def half_width(r, f):
+        return r * np.sqrt(1 - (1 - f) ** 2)
+
+    truth = 2 / 3 * math.pi * length * r1 * r2
+
+    def biplane(n):
+        m = (np.arange(n) + 0.5) / n
+        return math.pi / 4 * (length / n) * float(np.sum(4 * half_width(r1, m) * half_width(r2, m)))
+
+    fewest = next(n for n in range(1, 200) if abs(biplane(n) / truth - 1) < 0.01)
+    f = np.arange(1, 2001) / 2001
+    single = math.pi / 4 * length / 2001 * float(np.sum((2 * half_width(r1, f)) ** 2)) / truth
+    return first_wrong([
+        (answer["biplane_discs_for_1pct"] == fewest, "Loop over the number of discs and print the biplane error."),
+        (close(answer["single_plane_limit"], single, 0.01), "With many discs, one view's d_i² replaces a_i b_i: "
+                                                            "what ratio is left?"),
+    ])
+
+
+@exercise("10.4", "a list of the two `echobook bench ...` command lines (strings)")
+def _(answer):
+    from echobook.cli import build_parser
+
+    if not isinstance(answer, (list, tuple)) or len(answer) != 2 or not all(isinstance(a, str) for a in answer):
+        return "Give a list of the two command lines, as strings."
+    runs = []
+    for line in answer:
+        words = shlex.split(line)
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            try:
+                args = build_parser().parse_args(words[1:]) if words and words[0] == "echobook" else None
+            except SystemExit:
+                args = None
+        if args is None or args.command != "bench":
+            return f"{line!r} is not an `echobook bench ...` command; try `echobook bench --help`."
+        runs.append(args)
+    return first_wrong([
+        (all(a.cost_clip == "full" for a in runs), "Measure the cost at the paper's clip (`--cost-clip`)."),
+        (runs[0].cpu_threads != 1 and runs[1].cpu_threads == 1, "Run it first as it is, then on one CPU thread "
+                                                                 "(`--cpu-threads`)."),
+    ])

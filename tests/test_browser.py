@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from test_book import find_chromium
+from test_book import chromium  # noqa: F401 (the fixture: Chromium's path, or a skip/fail saying why)
 
 SERVER_START_S = 60
 NOTEBOOK_RUN_MS = 120_000
@@ -107,16 +107,6 @@ def wait_for_server(url: str, token: str, server: subprocess.Popen, log: Path) -
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"JupyterLab did not answer on {url} within {SERVER_START_S} s")
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    path = find_chromium()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is not installed: .ci/run installs Debian's chromium")
-        pytest.skip("Chromium is not installed (apt-get install chromium): the browser test needs it")
-    return path
 
 
 @pytest.fixture(scope="module")
