@@ -20,7 +20,6 @@ averaging) is :func:`echobook.training.evaluate`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from operator import itemgetter
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +30,7 @@ from echobook.config import Settings, resolve_size
 from echobook.losses import L1EFLoss, RnCLoss
 from echobook.metrics import flatten_clips, repeat_per_clip
 from echobook.models import HEAD_BIAS_INIT_EF_PERCENT, CoReEchoRegressor, EncoderWithHead, create_model, model_kind
+from echobook.models.outputs import OutputTuple
 from echobook.training import (
     FrozenEncoderEval, freeze_encoder, lr_scheduler, make_learner, training_mean_ef_percent,
 )
@@ -95,21 +95,11 @@ def recipe(size: str | Settings = "auto") -> CoReEchoRecipe:
 
 # --------------------------------------------------------------------------------------------- model
 
-class Stage1Output(tuple):
-    """A stage-1 forward's ``(embeddings [k*B, D], ef_percent [k*B])``, clips in video-major order.
+class Stage1Output(OutputTuple):
+    """A stage-1 forward's ``(embeddings [k*B, D], ef_percent [k*B])``, clips in video-major order
+    (an :class:`~echobook.models.outputs.OutputTuple`, so fastai's tuple rebuilds keep it)."""
 
-    A plain tuple subclass rather than a ``NamedTuple``: fastai rebuilds tuples with
-    ``type(x)([items])`` (``to_detach``, ``to_cpu``, ``get_preds``), which a NamedTuple cannot take.
-    """
-
-    def __new__(cls, *items):
-        items = tuple(items[0]) if len(items) == 1 else items
-        if len(items) != 2:
-            raise ValueError("Stage1Output holds (embeddings, ef_percent)")
-        return super().__new__(cls, items)
-
-    embeddings = property(itemgetter(0))
-    ef_percent = property(itemgetter(1))
+    fields = ("embeddings", "ef_percent")
 
 
 class CoReEchoModel(EncoderWithHead):

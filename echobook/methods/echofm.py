@@ -23,7 +23,6 @@ Sources of the constants: ``methods-peers.md`` section 5 (EchoFM's ``main_pretra
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from torch import nn
 
 from echobook.config import Settings, resolve_size
 from echobook.models.masking import MASKING_STRATEGIES, make_masking
+from echobook.models.outputs import OutputTuple
 from echobook.models.registry import model_config
 from echobook.models.videomae import (
     Block, VideoMAE, VideoViT, VideoViTConfig, masked_reconstruction_loss, video_mae,
@@ -225,22 +225,11 @@ def triplet_loss(slice_embeddings: torch.Tensor, positives: torch.Tensor, negati
 
 # --------------------------------------------------------------------------------------------- the model
 
-class PretrainOutput(tuple):
+class PretrainOutput(OutputTuple):
     """One pretraining forward: ``(pred [B, N, V], target [B, N, V], mask [B, N], slice_embeddings [B, T', D],
-    prior [B, T', T'])``; the last two are empty tensors for plain VideoMAE. A plain tuple subclass, as fastai
-    rebuilds tuples with ``type(x)(items)``."""
+    prior [B, T', T'])``; the last two are empty tensors for plain VideoMAE."""
 
-    def __new__(cls, *items):
-        items = tuple(items[0]) if len(items) == 1 else items
-        if len(items) != 5:
-            raise ValueError("PretrainOutput holds (pred, target, mask, slice_embeddings, prior)")
-        return super().__new__(cls, items)
-
-    pred = property(itemgetter(0))
-    target = property(itemgetter(1))
-    mask = property(itemgetter(2))
-    slice_embeddings = property(itemgetter(3))
-    prior = property(itemgetter(4))
+    fields = ("pred", "target", "mask", "slice_embeddings", "prior")
 
 
 class EchoFMModel(nn.Module):

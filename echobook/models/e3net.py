@@ -34,13 +34,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from operator import itemgetter
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from echobook.models.heads import HEAD_BIAS_INIT_EF_PERCENT
+from echobook.models.outputs import OutputTuple
 from echobook.models.registry import register_model
 
 # The paper's figures (arXiv 2503.17543; v3 unless marked): methods-peers.md section 6.
@@ -97,24 +97,14 @@ class E3NetConfig:
         return 3 + 2 * self.wall_points
 
 
-class E3NetOutput(tuple):
+class E3NetOutput(OutputTuple):
     """``(ef_percent [B], edv_ml [B], esv_ml [B], landmarks [B, 2, K, 2], landmark_embeddings [B, 2, K, D])``.
 
     Landmarks are normalised (x, y), ED then ES, in :mod:`echobook.data.landmarks`'s layout. A tuple subclass
     (not a NamedTuple) because fastai rebuilds tuples with ``type(x)([items])``.
     """
 
-    def __new__(cls, *items):
-        items = tuple(items[0]) if len(items) == 1 else items
-        if len(items) != 5:
-            raise ValueError("E3NetOutput holds (ef_percent, edv_ml, esv_ml, landmarks, landmark_embeddings)")
-        return super().__new__(cls, items)
-
-    ef_percent = property(itemgetter(0))
-    edv_ml = property(itemgetter(1))
-    esv_ml = property(itemgetter(2))
-    landmarks = property(itemgetter(3))
-    landmark_embeddings = property(itemgetter(4))
+    fields = ("ef_percent", "edv_ml", "esv_ml", "landmarks", "landmark_embeddings")
 
 
 # --------------------------------------------------------------------------------------------- backbone
