@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(subparsers)
     from echobook.predict import add_predict_parser
     add_predict_parser(subparsers)
+    from echobook.ledger import add_ledger_parser
+    add_ledger_parser(subparsers)
     return parser
 
 

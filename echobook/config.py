@@ -153,6 +153,11 @@ class Settings:
     data_dir: Path | None
     seed: int
     device: torch.device
+    data_seed: int | None = None  # the synthetic set's seed; None: it follows `seed`
+
+    def __post_init__(self):
+        if self.data_seed is None:  # frozen: set the resolved value once, so cfg.data_seed is always an int
+            object.__setattr__(self, "data_seed", self.seed)
 
     @property
     def synthetic(self) -> bool:
@@ -165,26 +170,34 @@ class Settings:
             "device": str(self.device),
             "data": "synthetic" if self.synthetic else str(self.data_dir),
             "seed": self.seed,
+            "data_seed": self.data_seed,
             "torch": torch.__version__,
             **{f"preset.{k}": v for k, v in dataclasses.asdict(self.preset).items() if k != "name"},
         }
 
 
 def setup(size: str = AUTO, data_dir: str | os.PathLike | None = "", seed: int = 0,
-          device: str | torch.device = AUTO, *, verbose: bool = True) -> Settings:
-    """Resolve a chapter's parameters, seed everything, and say what was chosen."""
+          device: str | torch.device = AUTO, data_seed: int | None = None, *, verbose: bool = True) -> Settings:
+    """Resolve a chapter's parameters, seed everything, and say what was chosen.
+
+    ``seed`` seeds the training (torch, NumPy, Python); ``data_seed`` picks the synthetic set
+    (``cfg.data_seed``, which a chapter passes to whatever makes its set). ``None`` lets the set follow
+    ``seed``, so one number still fixes a whole run; a separate ``data_seed`` tells the spread that the
+    data brings from the spread that the training brings (``echobook ledger --data-seed``).
+    """
     chosen_device = resolve_device(device)
     name = resolve_size(size, has_gpu=chosen_device.type == "cuda")
     settings = Settings(
         size=name, preset=PRESETS[name], data_dir=resolve_data_dir(data_dir),
-        seed=int(seed), device=chosen_device,
+        seed=int(seed), device=chosen_device, data_seed=None if data_seed is None else int(data_seed),
     )
     seed_everything(settings.seed)
     _use_offline_plotly()
     if verbose:
         info = settings.summary()
+        data_seed = "" if settings.data_seed == settings.seed else f" data_seed={settings.data_seed}"
         print(f"echobook: size={info['size']} device={info['device']} data={info['data']} "
-              f"seed={info['seed']} torch={info['torch']}")
+              f"seed={info['seed']}{data_seed} torch={info['torch']}")
     return settings
 
 

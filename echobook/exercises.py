@@ -101,19 +101,28 @@ def as_set(value) -> set:
     return {value} if isinstance(value, str) else set(value)
 
 
-def parse_run_command(line: str) -> tuple[str, dict, str]:
-    """``(chapter file stem, parameters, out folder)`` of an ``echobook run`` command line."""
+def parse_echobook_command(line: str):
+    """The parsed arguments of an ``echobook ...`` command line, or None when it is not one ``echobook``
+    accepts (argparse's usage text is kept off the reader's screen)."""
     from echobook.cli import build_parser
-    from echobook.runner import find_chapter, parse_parameters
 
     words = shlex.split(line)
     if not words or words[0] != "echobook":
-        raise WrongAnswer(f"{line!r} is not an `echobook ...` command")
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):  # argparse's usage text
+        return None
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
         try:
-            args = build_parser().parse_args(words[1:])
+            return build_parser().parse_args(words[1:])
         except SystemExit:
-            raise WrongAnswer(f"`echobook` does not accept {line!r}; try `echobook run --help`") from None
+            return None
+
+
+def parse_run_command(line: str) -> tuple[str, dict, str]:
+    """``(chapter file stem, parameters, out folder)`` of an ``echobook run`` command line."""
+    from echobook.runner import find_chapter, parse_parameters
+
+    args = parse_echobook_command(line)
+    if args is None:
+        raise WrongAnswer(f"`echobook` does not accept {line!r}; try `echobook run --help`")
     if args.command != "run" or len(args.chapters) != 1:
         raise WrongAnswer(f"{line!r}: run one chapter with `echobook run`")
     parameters = parse_parameters(args.parameter)
@@ -750,6 +759,77 @@ def _(answer):
     ])
 
 
+# --------------------------------------------------------------------------------------------- 9: EchoFM downstream
+
+@exercise("9.1", "{'hardest': one of 'LV cavity', 'LV myocardium' or 'LA', 'because': one of 'a thin structure', "
+                 "'a rare structure', 'a moving structure'}")
+def _(answer):
+    hint = missing_keys(answer, ["hardest", "because"])
+    if hint:
+        return hint
+    return first_wrong([
+        (answer["hardest"] == "LV myocardium", "Which row of the table has the lowest Dice?"),
+        (answer["because"] == "a thin structure", "How many pixels wide is that structure, and what does a "
+                                                  "one-pixel error on each border do to its overlap?"),
+    ])
+
+
+def _scores_match(given, expected: dict) -> bool:
+    if not isinstance(given, dict) or set(given) != set(expected):
+        return False
+    for key, value in expected.items():
+        got = given[key]
+        if isinstance(value, str):  # "nan"
+            try:
+                if not math.isnan(float(got)):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif not close(got, value):
+            return False
+    return True
+
+
+@exercise("9.2", "{'both_empty': {'dice': number, 'hd95': number}, 'one_empty': {'dice': number, 'hd95': number "
+                 "or 'nan'}}")
+def _(answer):
+    hint = missing_keys(answer, ["both_empty", "one_empty"])
+    if hint:
+        return hint
+    from echobook.metrics import segmentation_scores
+
+    empty, few = np.zeros((1, 8, 8), np.uint8), np.zeros((1, 8, 8), np.uint8)
+    few[0, 2:4, 2:4] = 3
+    truth = {}
+    for name, pred in (("both_empty", empty), ("one_empty", few)):
+        scores = segmentation_scores(pred, empty, classes=(3,))
+        truth[name] = {"dice": float(scores["dice"][0, 0]),
+                       "hd95": "nan" if np.isnan(scores["hd95"][0, 0]) else float(scores["hd95"][0, 0])}
+    return first_wrong([
+        (_scores_match(answer["both_empty"], truth["both_empty"]), "Nothing to find and nothing found: is that "
+                                                                   "a perfect answer or a wrong one?"),
+        (_scores_match(answer["one_empty"], truth["one_empty"]), "What is the distance from a border to no border "
+                                                                 "at all? Run segmentation_scores and read it."),
+    ])
+
+
+@exercise("9.3", "{'ratio': the biplane EDV over 4/3 pi a b c (a number), 'ef_changes': True or False}")
+def _(answer):
+    hint = missing_keys(answer, ["ratio", "ef_changes"])
+    if hint:
+        return hint
+    return first_wrong([
+        (close(answer["ratio"], 21 / 20, rel=0.03), "Compare the disc heights: the biplane rule's L / 20 and the "
+                                                    "single-plane rule's L / 21."),
+        (answer["ef_changes"] is False, "EF is a ratio of two volumes made with the same disc height."),
+    ])
+
+
+@exercise("9.4", "a list of the two `echobook run ...` command lines (strings)")
+def _(answer):
+    return check_two_seeded_runs(answer, 9)
+
+
 # --------------------------------------------------------------------------------------------- 10: Echo-E3Net
 
 @exercise("10.1", "the `echobook run ...` command line (a string)")
@@ -807,18 +887,11 @@ def _(answer):
 
 @exercise("10.4", "a list of the two `echobook bench ...` command lines (strings)")
 def _(answer):
-    from echobook.cli import build_parser
-
     if not isinstance(answer, (list, tuple)) or len(answer) != 2 or not all(isinstance(a, str) for a in answer):
         return "Give a list of the two command lines, as strings."
     runs = []
     for line in answer:
-        words = shlex.split(line)
-        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-            try:
-                args = build_parser().parse_args(words[1:]) if words and words[0] == "echobook" else None
-            except SystemExit:
-                args = None
+        args = parse_echobook_command(line)
         if args is None or args.command != "bench":
             return f"{line!r} is not an `echobook bench ...` command; try `echobook bench --help`."
         runs.append(args)
@@ -826,4 +899,100 @@ def _(answer):
         (all(a.cost_clip == "full" for a in runs), "Measure the cost at the paper's clip (`--cost-clip`)."),
         (runs[0].cpu_threads != 1 and runs[1].cpu_threads == 1, "Run it first as it is, then on one CPU thread "
                                                                  "(`--cpu-threads`)."),
+    ])
+
+
+# --------------------------------------------------------------------------------------------- 13: the ledger
+
+@exercise("13.1", "the fewest seeds (an int) whose 95 % t interval of the mean gap excludes 0, for a mean gap "
+                  "of 0.5 EF points with a seed-to-seed sd of 1.0")
+def _(answer):
+    from scipy import stats
+
+    if isinstance(answer, bool) or not isinstance(answer, (int, np.integer)):
+        return "Give a whole number of seeds."
+    fewest = next(n for n in range(2, 1000) if stats.t.ppf(0.975, n - 1) * 1.0 / math.sqrt(n) < 0.5)
+    if answer == fewest:
+        return None
+    return ("The interval's half-width is t(0.975, n - 1) sd / sqrt(n); find the smallest n that brings it "
+            "under the gap (the t quantile, not 1.96, at so few seeds).")
+
+
+@exercise("13.2", "{'p_5_of_5': the two-sided sign-test p when 5 of 5 seeds agree, 'seeds_for_p_below_005': the "
+                  "fewest seeds that, all agreeing, give p < 0.05}")
+def _(answer):
+    from scipy import stats
+
+    hint = missing_keys(answer, ["p_5_of_5", "seeds_for_p_below_005"])
+    if hint:
+        return hint
+    fewest = next(n for n in range(1, 100) if stats.binomtest(n, n, 0.5).pvalue < 0.05)
+    return first_wrong([
+        (close(answer["p_5_of_5"], stats.binomtest(5, 5, 0.5).pvalue, 1e-6),
+         "All agree with chance 1/2 each; two-sided doubles the one tail."),
+        (answer["seeds_for_p_below_005"] == fewest, "Double (1/2)^n and find where it drops under 0.05."),
+    ])
+
+
+@exercise("13.3", "the `echobook ledger ...` command line (a string)")
+def _(answer):
+    from echobook.runner import find_chapter
+
+    if not isinstance(answer, str):
+        return "Give the command line as one string."
+    args = parse_echobook_command(answer)
+    if args is None or args.command != "ledger":
+        return f"{answer!r} is not an `echobook ledger ...` command; try `echobook ledger --help`."
+    stems = [find_chapter(ref).stem for ref in args.chapters or []]
+    return first_wrong([
+        (stems == ["05_coreecho"], "Run chapter 5 only (`--chapters`)."),
+        (args.size == "smoke" and args.seeds == 3, "Three seeds at the `smoke` size."),
+        (args.data_seed == 0, "Hold the synthetic set fixed, so that only the training seed varies."),
+    ])
+
+
+# --------------------------------------------------------------------------------------------- 12 (Appendix A): your own echo
+
+@exercise("12.1", "the `echobook synth dicom ...` command line (a string) that writes 3 monochrome recordings "
+                  "without region tags")
+def _(answer):
+    if not isinstance(answer, str):
+        return "Give the command line as one string."
+    args = parse_echobook_command(answer)
+    if args is None or args.command != "synth" or getattr(args, "format", None) != "dicom":
+        return f"{answer!r} is not an `echobook synth dicom ...` command; try `echobook synth dicom --help`."
+    return first_wrong([
+        (args.videos == 3, "Three recordings (`--videos`)."),
+        (args.colour == "MONOCHROME2", "Monochrome is one of the `--colour` choices."),
+        (args.no_region_tags, "Leave the SequenceOfUltrasoundRegions out (see `--help`)."),
+    ])
+
+
+@exercise("12.2", "{'fewest_calibration_videos': the fewest calibration videos that give a finite 90 % interval, "
+                  "'rank_used_at_19': which smallest error (1 = the smallest) sets the half-width with 19}")
+def _(answer):
+    from echobook.metrics import conformal_half_width
+
+    hint = missing_keys(answer, ["fewest_calibration_videos", "rank_used_at_19"])
+    if hint:
+        return hint
+    fewest = next(n for n in range(1, 100) if math.isfinite(conformal_half_width(np.arange(1.0, n + 1), 0.1)))
+    rank_19 = int(conformal_half_width(np.arange(1.0, 20.0), 0.1))  # the errors 1..19: the value is its rank
+    return first_wrong([
+        (answer["fewest_calibration_videos"] == fewest, "The rank is ceil((n + 1)(1 - alpha)); it must not exceed n."),
+        (answer["rank_used_at_19"] == rank_19, "Compute ceil((19 + 1) x 0.9)."),
+    ])
+
+
+@exercise("12.3", "{'frames_per_beat': frames of one beat at 75 bpm and 50 fps, 'beats_per_clip': beats that "
+                  "CoReEcho's 36 frames 4 apart span at that rate}")
+def _(answer):
+    hint = missing_keys(answer, ["frames_per_beat", "beats_per_clip"])
+    if hint:
+        return hint
+    frames_per_beat = 50 * 60 / 75
+    return first_wrong([
+        (close(answer["frames_per_beat"], frames_per_beat), "Seconds per beat times frames per second."),
+        (close(answer["beats_per_clip"], (36 - 1) * 4 / frames_per_beat, 0.01),
+         "A clip spans (frames - 1) x stride frames of the recording."),
     ])

@@ -54,17 +54,22 @@ def _drop_diagonal(matrix: torch.Tensor) -> torch.Tensor:
     return matrix[off_diagonal].reshape(n, n - 1)
 
 
-def rnc_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def rnc_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0,
+             anchors: slice | None = None) -> torch.Tensor:
     """Rank-N-Contrast loss (module docstring) of ``features [n, C]`` with ``labels [n]`` or ``[n, L]``.
 
     Computed in float32 at least (bfloat16 features are upcast: its 8-bit mantissa cannot
     resolve distances between nearby embeddings), returned as a float32 (or float64) scalar.
+    ``anchors``: average over these anchors ``i`` only (each still ranked against all ``n`` samples), as a
+    rank of a distributed run does with the global batch (:func:`echobook.distributed.global_rnc_loss`).
     """
     _check_rnc_inputs(features, labels, temperature)
     compute_dtype = torch.promote_types(features.dtype, torch.float32)
     f = features.to(compute_dtype)
     logits = _drop_diagonal(-feature_distances(f) / temperature)  # [n, n-1], s_ik / t
     dist = _drop_diagonal(label_distances(labels.to(compute_dtype)))  # [n, n-1], d_ik
+    if anchors is not None:
+        logits, dist = logits[anchors], dist[anchors]
 
     dist_sorted, order = dist.sort(dim=1)  # nearest label first
     logits_sorted = logits.gather(1, order)

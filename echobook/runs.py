@@ -23,13 +23,58 @@ from echobook.cards import ef_preprocessing, new_card, read_with_card, save_with
 
 
 def _quiet_fit(learn, epochs: int, folder: Path, progress: bool) -> None:
+    """``fit_resumable``; under torchrun (``--gpus N``) through fastai/Accelerate's DDP, rank 0 writing checkpoints."""
+    from echobook.distributed import distributed_ctx
     from echobook.training import fit_resumable
 
-    if progress:
-        fit_resumable(learn, epochs, folder)
-        return
-    with learn.no_bar(), learn.no_logging():
-        fit_resumable(learn, epochs, folder)
+    with distributed_ctx(learn):
+        if progress:
+            fit_resumable(learn, epochs, folder)
+            return
+        with learn.no_bar(), learn.no_logging():
+            fit_resumable(learn, epochs, folder)
+
+
+def _training_setup(data_dir, size: str, seed: int, device: str):
+    """The preset of ``size``, the data folder (None: the synthetic set of that size and seed) and the device;
+    seeds everything."""
+    from echobook.config import get_preset, resolve_device, seed_everything
+    from echobook.distributed import rank_device
+
+    preset = get_preset(size)
+    root = Path(data_dir) if data_dir else _synthetic_root(preset, seed)
+    device = rank_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    seed_everything(seed)
+    return preset, root, device
+
+
+def _scored(model, root: Path, preset, split: str, mean: float, std: float, device):
+    """Per-video EF of ``model`` on one split, the preset's fixed test clips averaged (the chapters' protocol)."""
+    from echobook.data.clips import echonet_split, eval_dataloader
+    from echobook.training import evaluate
+
+    loader = eval_dataloader(echonet_split(root, split), clip_frames=preset.clip_frames,
+                             clip_stride=preset.clip_stride, batch_size=preset.batch_size, mean=mean, std=std,
+                             eval_clips=preset.eval_clips, image_size=preset.crop_size, device=device)
+    return evaluate(model, loader)
+
+
+def _test_and_calibrate(model, root: Path, preset, mean: float, std: float, device) -> tuple[dict, dict, dict]:
+    """TEST scores, the conformal interval calibrated on VAL (:func:`conformal_interval`) and the training data's
+    description for the card (its root, fingerprint, median frame rate)."""
+    from echobook.data.clips import echonet_split
+
+    scores = _scored(model, root, preset, "TEST", mean, std, device)
+    interval = conformal_interval(_scored(model, root, preset, "VAL", mean, std, device), scores)
+    train = echonet_split(root, ("TRAIN", "VAL"))  # what the model saw: its fingerprint and frame rate
+    data = {"root": str(root), "fingerprint": _fingerprint(train), "fps": float(np.nanmedian(train.fps)),
+            "mean_ef_percent": float(np.mean(train.subset("TRAIN").ef_percent))}
+    return scores, interval, data
+
+
+def _ef_metrics(scores, interval: dict) -> dict:
+    return {"test_videos": scores["videos"], "mae": scores["mae"], "rmse": scores["rmse"], "r2": scores["r2"],
+            "test_interval_coverage": interval["test_coverage"]}
 
 
 def train_coreecho(data_dir: str | os.PathLike | None, out: str | os.PathLike, *, size: str = "auto", seed: int = 0,
@@ -37,44 +82,65 @@ def train_coreecho(data_dir: str | os.PathLike | None, out: str | os.PathLike, *
                    progress: bool = True) -> dict:
     """CoReEcho's two stages at a size's recipe on an EchoNet-style folder (None: the synthetic set of that
     size), scored on its TEST split, saved with a card in ``out``; returns the card."""
-    from echobook.config import get_preset, resolve_device, seed_everything
-    from echobook.data.clips import echonet_dataloaders, echonet_split, eval_dataloader
+    from echobook.data.clips import echonet_dataloaders
+    from echobook.distributed import is_main_process
     from echobook.methods import coreecho
-    from echobook.training import evaluate
 
-    preset, out = get_preset(size), Path(out)
+    out = Path(out)
+    preset, root, device = _training_setup(data_dir, size, seed, device)
     recipe = coreecho.recipe(preset.name)
     recipe = dataclasses.replace(recipe, epochs=epochs or recipe.epochs, probe_epochs=probe_epochs or recipe.probe_epochs)
-    root = Path(data_dir) if data_dir else _synthetic_root(preset, seed)
-    device = resolve_device(device)
-    seed_everything(seed)
     two_clips = echonet_dataloaders(root, preset, two_clips=True, device=device, seed=seed)
     one_clip = echonet_dataloaders(root, preset, two_clips=False, device=device, seed=seed)
+    if recipe.resident_data and device.type == "cuda":  # the set decoded once into GPU memory, shared by both
+        from echobook.data.resident import resident_dataloaders
+
+        two_clips, one_clip = resident_dataloaders(two_clips, one_clip, device=device)
     mean, std = two_clips.normalisation
     stage1 = coreecho.coreecho_stage1_learner(two_clips, recipe.encoder, **recipe.learner_kwargs)
     _quiet_fit(stage1, recipe.epochs, out / "stage1", progress)
     stage2 = coreecho.coreecho_stage2_learner(stage1.model, one_clip, lr=recipe.probe_learning_rate)
     _quiet_fit(stage2, recipe.probe_epochs, out / "stage2", progress)
-    def scored(split):
-        loader = eval_dataloader(echonet_split(root, split), clip_frames=preset.clip_frames,
-                                 clip_stride=preset.clip_stride, batch_size=preset.batch_size, mean=mean, std=std,
-                                 eval_clips=preset.eval_clips, image_size=preset.crop_size, device=device)
-        return evaluate(stage2.model, loader)
-
-    scores, calibration = scored("TEST"), scored("VAL")
-    interval = conformal_interval(calibration, scores)
-    train = echonet_split(root, ("TRAIN", "VAL"))  # what the model saw: its fingerprint and frame rate
+    if not is_main_process():  # --gpus N: rank 0 alone scores the model and writes the card
+        return {}
+    scores, interval, data = _test_and_calibrate(stage2.model, root, preset, mean, std, device)
     card = new_card(
         method="coreecho", variant=recipe.encoder, size=preset.name, seed=seed,
-        model_kwargs=recipe.model_kwargs, mean_ef_percent=float(np.mean(train.subset("TRAIN").ef_percent)),
-        recipe=dataclasses.asdict(recipe),
-        preprocessing=ef_preprocessing(preset, mean, std, float(np.nanmedian(train.fps))),
-        data={"root": str(root), "synthetic": not data_dir,
-              "fingerprint": _fingerprint(train)},
-        metrics={"test_videos": scores["videos"], "mae": scores["mae"], "rmse": scores["rmse"], "r2": scores["r2"],
-                 "test_interval_coverage": interval["test_coverage"]},
-        conformal=interval)
+        model_kwargs=recipe.model_kwargs, mean_ef_percent=data["mean_ef_percent"],
+        recipe=dataclasses.asdict(recipe), preprocessing=ef_preprocessing(preset, mean, std, data["fps"]),
+        data={"root": data["root"], "synthetic": not data_dir, "fingerprint": data["fingerprint"]},
+        metrics=_ef_metrics(scores, interval), conformal=interval)
     save_with_card(out, stage2.model.state_dict(), card)
+    return card
+
+
+def train_e3net(data_dir: str | os.PathLike | None, out: str | os.PathLike, *, size: str = "auto", seed: int = 0,
+                device: str = "auto", epochs: int | None = None, probe_epochs: int | None = None,
+                progress: bool = True) -> dict:
+    """Echo-E3Net at a size's recipe (chapter 10: landmarks, volumes and EF from the Simpson-inspired loss) on an
+    EchoNet-style folder with tracings (None: the synthetic set of that size), scored on TEST (EF, volumes,
+    landmarks), the conformal interval calibrated on VAL, saved with its card in ``out``; returns the card.
+    ``probe_epochs`` is not used (one stage)."""
+    from echobook.methods import e3net
+
+    out = Path(out)
+    preset, root, device = _training_setup(data_dir, size, seed, device)
+    recipe = e3net.recipe(preset.name)
+    dls = e3net.e3net_dataloaders(root, preset, wall_points=recipe.wall_points, device=device, seed=seed)
+    mean, std = dls.normalisation
+    torch.manual_seed(seed)
+    learn = e3net.e3net_learner(dls, recipe.model, **recipe.learner_kwargs)
+    _quiet_fit(learn, epochs or recipe.epochs, out / "train", progress)
+    scores, interval, data = _test_and_calibrate(learn.model, root, preset, mean, std, device)
+    landmarks = e3net.evaluate_e3net(learn.model, e3net.e3net_eval_dataloader(
+        root, preset, wall_points=recipe.wall_points, mean=mean, std=std, device=device))
+    metrics = {**_ef_metrics(scores, interval),
+               **{k: landmarks[k] for k in ("landmark_error_px", "disc_ef_mae", "edv_rel_error", "esv_rel_error")}}
+    card = e3net.e3net_card(learn.model, variant=recipe.model, size=preset.name, seed=seed, metrics=metrics,
+                            normalisation=(mean, std), preset=preset, fps=data["fps"],
+                            data={"root": data["root"], "synthetic": not data_dir, "fingerprint": data["fingerprint"]})
+    card.update(recipe={**dataclasses.asdict(recipe), "epochs": epochs or recipe.epochs}, conformal=interval)
+    save_with_card(out, learn.model.state_dict(), card)
     return card
 
 
@@ -115,8 +181,14 @@ def build_e3net(card: dict) -> torch.nn.Module:
     return build_from_card(card)
 
 
-TRAINERS = {"coreecho": train_coreecho}
-BUILDERS = {"coreecho": build_coreecho, "e3net": build_e3net}
+def build_echofm_segmentation(card: dict) -> torch.nn.Module:
+    from echobook.methods.echofm import build_segmentation_model
+
+    return build_segmentation_model(card)
+
+
+TRAINERS = {"coreecho": train_coreecho, "e3net": train_e3net}
+BUILDERS = {"coreecho": build_coreecho, "e3net": build_e3net, "echofm-seg": build_echofm_segmentation}
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
@@ -151,7 +223,24 @@ def add_train_parser(subparsers) -> None:
     train.add_argument("--epochs", type=int, help="override the recipe's epochs (stage 1)")
     train.add_argument("--probe-epochs", type=int, help="override the recipe's second-stage epochs")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--gpus", type=int, default=1, metavar="N",
+                       help=f"train on N GPUs (N CPU processes on a machine without one) through torchrun and "
+                            f"fastai/Accelerate's DDP, each with the recipe's batch: {', '.join(DISTRIBUTED_TRAINERS)}")
     train.set_defaults(func=_train)
+
+
+DISTRIBUTED_TRAINERS = ("coreecho",)  # whose trainer leaves the scoring and the card to rank 0
+
+
+def _cli_args(args: argparse.Namespace) -> list[str]:
+    """This ``echobook train`` command line, for torchrun to start once per rank."""
+    argv = ["train", args.method]
+    for name, value in vars(args).items():
+        if name in ("command", "func", "method", "gpus") or value is None or value is False:
+            continue
+        flag = "--" + name.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return argv
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -162,9 +251,19 @@ def _train(args: argparse.Namespace) -> int:
     if args.data and not Path(args.data).is_dir():
         print(f"echobook train: --data {args.data!r}: no such folder", file=sys.stderr)
         return 2
+    if args.gpus < 1 or (args.gpus > 1 and args.method not in DISTRIBUTED_TRAINERS):
+        print(f"echobook train {args.method}: --gpus {args.gpus}: at least 1, and more only for "
+              f"{', '.join(DISTRIBUTED_TRAINERS)}", file=sys.stderr)
+        return 2
+    from echobook.distributed import is_main_process, relaunch, under_torchrun
+
+    if args.gpus > 1 and not under_torchrun():
+        return relaunch(args.gpus, _cli_args(args))
     start = time.perf_counter()
     card = TRAINERS[args.method](args.data or None, out, size=args.size, seed=args.seed, device=args.device,
                                  epochs=args.epochs, probe_epochs=args.probe_epochs, progress=not args.quiet)
+    if not is_main_process():
+        return 0
     metrics = ", ".join(f"{k} {v:.3g}" for k, v in card.get("metrics", {}).items())
     print(f"{args.method} {card['variant']} ({card['size']}, seed {card['seed']}) trained in "
           f"{time.perf_counter() - start:.0f} s: {metrics}\nweights and card: {out}")

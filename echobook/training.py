@@ -134,7 +134,9 @@ class FrozenEncoderEval(Callback):
     order = 0  # after TrainEvalCallback (-10)
 
     def before_train(self):
-        self.learn.model.encoder.eval()
+        from echobook.distributed import unwrap_model  # the model inside DDP under torchrun
+
+        unwrap_model(self.learn.model).encoder.eval()
 
 
 def freeze_encoder(model: nn.Module) -> nn.Module:
@@ -167,12 +169,17 @@ class CheckpointCallback(TrackerCallback):
         if not self.epoch_ran:  # an epoch skipped by a resumed fit (SkipToEpoch) has no values
             return
         super().after_epoch()
+        from echobook.distributed import is_main_process, unwrap_model
+
+        if not is_main_process():  # under torchrun every rank holds the same weights: rank 0 alone writes
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
-        architecture = describe_model(self.learn.model)
+        model = unwrap_model(self.learn.model)  # no DDP "module." prefix: a checkpoint loads on any number of GPUs
+        architecture = describe_model(model)
         if self.new_best:
-            atomic_save({"model": self.learn.model.state_dict(), "epoch": self.epoch, "value": float(self.best),
+            atomic_save({"model": model.state_dict(), "epoch": self.epoch, "value": float(self.best),
                          "monitor": self.monitor, "architecture": architecture}, self.folder / BEST_FILE)
-        atomic_save({"model": self.learn.model.state_dict(), "opt": self.learn.opt.state_dict(),
+        atomic_save({"model": model.state_dict(), "opt": self.learn.opt.state_dict(),
                      "epoch": self.epoch, "best": float(self.best), "monitor": self.monitor,
                      "architecture": architecture, "random": random_states(self.learn.dls)},
                     self.folder / LAST_FILE)
@@ -246,17 +253,22 @@ def describe_model(model: nn.Module) -> str:
     return ", ".join(parts)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint's contents, read with ``weights_only=True``: tensors and plain values only, so a crafted
-    file cannot run code. The package's own checkpoints hold nothing else."""
+def load_safely(path: str | os.PathLike, what: str = "checkpoint"):
+    """A torch file's contents, read with ``weights_only=True``: tensors and plain values only, so a crafted
+    file cannot run code. A missing or unreadable file is an error naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
+        raise FileNotFoundError(f"{path}: no such {what}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle refusing a global, a truncated zip, ...
         raise CheckpointError(f"{path}: not a checkpoint this package can read safely "
                               f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from error
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint of this package (:func:`load_safely`): its ``model`` state dict and training state."""
+    checkpoint = load_safely(path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise CheckpointError(f"{path}: holds no 'model' state dict")
     return checkpoint

@@ -30,6 +30,8 @@ def test_every_model_builds_and_gives_what_its_kind_promises(name):
     if model_kind(name) == "encoder":
         assert out.shape == (CLIP[0], model.embed_dim)
         assert model_config(name).embed_dim == model.embed_dim
+    elif model_kind(name) == "segmenter":
+        assert out.shape == (CLIP[0], model.num_classes, *CLIP[2:])
     else:
         assert out.shape == (CLIP[0],)
     assert count_parameters(model) > 0

@@ -160,10 +160,20 @@ WRONG = {
     "8.2": {"most_differences": "beyond the seed spread", "compare_with": "the training loss"},
     "8.3": {"lowest_loss": "consistent", "unfair_because": "random masking sees more clips"},
     "8.4": {"correlation": "near 0", "because": "irregular beats are rarer"},
+    "9.1": {"hardest": "LA", "because": "a thin structure"},
+    "9.2": {"both_empty": {"dice": 0.0, "hd95": 0.0}, "one_empty": {"dice": 0.0, "hd95": "nan"}},
+    "9.3": {"ratio": 1.0, "ef_changes": False},
+    "9.4": ["echobook run 9 --size smoke -p SEED 0 --out runs", "echobook run 9 --size small -p SEED 1 --out runs"],
     "10.1": "echobook run 10 --size smoke -p SEED 1 --out runs",
     "10.2": {"landmark_error": "rises", "ef_by_discs": "closer to the labels"},
     "10.3": {"biplane_discs_for_1pct": 20, "single_plane_limit": 1.0},
     "10.4": ["echobook bench --cost-clip smoke", "echobook bench --cost-clip smoke --cpu-threads 1"],
+    "12.1": "echobook synth dicom out --videos 3 --colour MONOCHROME2",  # the region tags kept
+    "12.2": {"fewest_calibration_videos": 10, "rank_used_at_19": 18},  # ceil(n * 0.9), not ceil((n + 1) * 0.9)
+    "12.3": {"frames_per_beat": 40, "beats_per_clip": 36 * 4 / 40},  # frames x stride, not (frames - 1) x stride
+    "13.1": 16,  # the normal quantile 1.96 instead of t's
+    "13.2": {"p_5_of_5": 0.03125, "seeds_for_p_below_005": 5},  # one-sided
+    "13.3": "echobook ledger --size smoke --seeds 3 --chapters 5",  # the data seed follows SEED
 }
 
 
@@ -201,9 +211,9 @@ def test_a_chapter_without_checks_is_named(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         "## Exercises\n\n1. One.\n2. Two.\n\n<details><summary>Solution 1</summary>\n\n1. not an item\n</details>")])
     assert student.exercise_numbers(notebook) == [1, 2]
-    assert student.missing_checks(notebook, 9) == [
-        "exercise 9.1 has no check cell", "exercise 9.2 has no check cell",
-        "exercise 9.1 has no check in echobook.exercises", "exercise 9.2 has no check in echobook.exercises"]
+    assert student.missing_checks(notebook, 99) == [  # a chapter number no exercise check uses
+        "exercise 99.1 has no check cell", "exercise 99.2 has no check cell",
+        "exercise 99.1 has no check in echobook.exercises", "exercise 99.2 has no check in echobook.exercises"]
 
 
 def test_echobook_student_writes_every_chapter_without_solutions(tmp_path, capsys):

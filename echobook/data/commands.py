@@ -1,4 +1,4 @@
-"""``echobook synth echonet|camus|hmcqu OUT`` and ``echobook check-data echonet|camus|hmcqu DIR``: the data subcommands.
+"""``echobook synth echonet|camus|hmcqu|dicom OUT`` and ``echobook check-data echonet|camus|hmcqu DIR``: the data subcommands.
 
 :mod:`echobook.cli` registers them with :func:`add_synth_parser` and :func:`add_check_data_parser`.
 """
@@ -46,6 +46,7 @@ def add_synth_parser(subparsers) -> None:
     echonet.set_defaults(func=_synth_echonet)
     _add_synth_camus(formats)
     _add_synth_hmcqu(formats)
+    _add_synth_dicom(formats)
 
 
 def _add_engine_options(parser) -> None:
@@ -79,6 +80,40 @@ def _add_synth_hmcqu(formats) -> None:
     hmcqu.add_argument("--videos", type=int, default=30, help="number of recordings (default: 30)")
     _add_engine_options(hmcqu)
     hmcqu.set_defaults(func=_synth_hmcqu)
+
+
+def _add_synth_dicom(formats) -> None:
+    from echobook.data.dicom import COLOURS
+
+    dicom = formats.add_parser(
+        "dicom", help="scanner-style DICOM cine loops: region tags, colour, burned-in caption, ECG strip",
+        description="Write synthetic A4C cine loops as Ultrasound Multi-frame DICOM files, on a wider screen with a "
+                    "burned-in caption and an ECG strip outside the sector, and truth.csv (EF, volumes, ED/ES).")
+    dicom.add_argument("out", metavar="OUT", help="folder to write (must be empty or new unless --overwrite)")
+    dicom.add_argument("--videos", type=int, default=4, help="number of recordings (default: 4)")
+    dicom.add_argument("--colour", choices=list(COLOURS), default="RGB as YBR",
+                       help="how the pixels are stored (default: 'RGB as YBR', JPEG labelled RGB, DICOM CP 156)")
+    dicom.add_argument("--no-region-tags", action="store_true",
+                       help="no SequenceOfUltrasoundRegions: the sector must be found from the pixels, spacing unknown")
+    dicom.add_argument("--rate-tag", choices=["CineRate", "FrameTime"], default="CineRate",
+                       help="the tag holding the frame rate (default: CineRate)")
+    _add_engine_options(dicom)
+    dicom.set_defaults(func=_synth_dicom)
+
+
+def _synth_dicom(args) -> int:
+    from echobook.data.dicom import synth_dicom
+
+    try:
+        out = synth_dicom(args.out, args.videos, args.seed, _engine_config(args), colour=args.colour,
+                          region_tags=not args.no_region_tags, rate_tag=args.rate_tag, overwrite=args.overwrite,
+                          progress=not args.quiet)
+    except (FileExistsError, ValueError) as error:
+        print(f"echobook synth dicom: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.videos} DICOM recordings ({args.colour}, "
+          f"{'no region tags' if args.no_region_tags else 'region tags'}) and truth.csv to {out}")
+    return 0
 
 
 def _engine_config(args):

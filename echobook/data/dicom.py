@@ -12,9 +12,11 @@ model needs from it, and where each piece is in the file (reference: echo-toolki
 - the scan sector: the 2-D tissue region of ``SequenceOfUltrasoundRegions`` (0018,6011) gives its box
   and ``PhysicalDeltaX/Y`` (cm per pixel, so volumes come out in mL); the fan inside the box is found
   from the pixels that move. Without the tags the fan is found from the pixels alone (the largest
-  moving region, opened so that a thin ECG trace falls away, then its convex hull). Everything outside
-  the sector (burned-in text, the ECG strip, calipers) is set to 0 and never reaches a model;
-  ``masked_fraction`` says how much was removed.
+  moving region, opened so that a thin ECG trace falls away, then its convex hull; with the tags the
+  narrow apex the opening removes is added back). Everything outside the sector (burned-in text, the
+  ECG strip, calipers) is set to 0 and never reaches a model; ``masked_fraction`` says how much was
+  removed. A model's frames are cut from the region's box, or without tags from a square about the fan
+  (``image_box``).
 
 What cannot be a cine loop of the heart is refused with a :class:`DicomReadError` naming the file and the
 tag: not a DICOM file, no Pixel Data, a still image, a spectral Doppler strip, a syntax without a decoder.
@@ -40,6 +42,7 @@ MM_PER_CM = 10.0
 # motion do; burned-in text and the black border do not).
 MOTION_THRESHOLD_GRAY = 4.0
 OPENING_FRACTION = 0.02  # the opening's kernel, as a share of the image's shorter side: removes thin traces
+NEAR_FRACTION = 0.2  # moving pixels this close to the opened fan (share of the shorter side) belong to it: its apex
 
 
 class DicomReadError(ValueError):
@@ -61,14 +64,18 @@ class DicomRecording:
     masked_fraction: float  # share of the image's pixels outside the sector (set to 0)
     photometric: str  # PhotometricInterpretation as stored
     notes: list[str] = field(default_factory=list)  # what was fixed on the way, once each
+    # (x0, y0, x1, y1), inclusive: what a model's frames are cut from. The region's box when the tags give one (the
+    # scanner's whole image, as a training video is), else the sector's box grown to a square (EchoNet-Dynamic's
+    # videos are square crops of the sector), so that the heart keeps the proportions it had in training
+    image_box: tuple[int, int, int, int] | None = None
 
     @property
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
 
     def cropped(self) -> np.ndarray:
-        """The frames cut to the sector's box: what a model's preprocessing resizes."""
-        x0, y0, x1, y1 = self.sector_box
+        """The frames cut to :attr:`image_box` (the sector's box if unset): what a model's preprocessing resizes."""
+        x0, y0, x1, y1 = self.image_box or self.sector_box
         return self.frames[:, y0:y1 + 1, x0:x1 + 1]
 
 
@@ -189,26 +196,52 @@ def region_mm_per_pixel(region) -> tuple[float, float] | None:
 def moving_sector(frames: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """bool ``[H, W]``: the scan fan, found from the pixels that change over the loop (inside ``box`` if given).
 
-    The moving pixels are opened (a thin ECG trace or a blinking cursor falls away), the largest connected
-    region is kept and filled to its convex hull (dark blood pools inside the fan move little but belong to it).
+    The moving pixels are opened (a thin ECG trace or a blinking cursor falls away) and the largest connected
+    region of what stays is the fan, filled to its convex hull (dark blood pools inside the fan move little but
+    belong to it). The opening also eats the fan's narrow apex: inside a region's ``box``, which holds no ECG, the
+    moving pixels before opening that are connected to that region and near it (within ``NEAR_FRACTION`` of the
+    image's shorter side) are added back. Without a box they are not (an ECG drawn right under the fan would be
+    connected to it), and the fan found may miss a few rows at its apex.
     """
-    motion = frames.astype(np.float32).std(axis=0) > MOTION_THRESHOLD_GRAY
+    motion = (frames.astype(np.float32).std(axis=0) > MOTION_THRESHOLD_GRAY).astype(np.uint8)
     if box is not None:
         x0, y0, x1, y1 = box
         inside = np.zeros_like(motion)
-        inside[y0:y1 + 1, x0:x1 + 1] = True
+        inside[y0:y1 + 1, x0:x1 + 1] = 1
         motion &= inside
     side = max(3, int(round(OPENING_FRACTION * min(motion.shape))) | 1)
-    opened = cv2.morphologyEx(motion.astype(np.uint8), cv2.MORPH_OPEN, np.ones((side, side), np.uint8))
+    opened = cv2.morphologyEx(motion, cv2.MORPH_OPEN, np.ones((side, side), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
     if count < 2:
-        return np.zeros_like(motion)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    points = cv2.findNonZero((labels == largest).astype(np.uint8))
-    hull = cv2.convexHull(points)
+        return np.zeros(motion.shape, bool)
+    fan = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if box is not None:
+        fan |= _apex_of(motion, fan)
+    hull = cv2.convexHull(cv2.findNonZero(fan.astype(np.uint8)))
     sector = np.zeros(motion.shape, np.uint8)
     cv2.fillConvexPoly(sector, hull, 1)
     return sector.astype(bool)
+
+
+def _apex_of(motion: np.ndarray, fan: np.ndarray) -> np.ndarray:
+    """bool ``[H, W]``: moving pixels connected to ``fan`` before the opening and near it (``NEAR_FRACTION``)."""
+    _, raw_labels = cv2.connectedComponents(motion, connectivity=8)
+    connected = np.isin(raw_labels, np.setdiff1d(np.unique(raw_labels[fan]), [0]))
+    radius = max(1, int(round(NEAR_FRACTION * min(motion.shape))))
+    near = cv2.dilate(fan.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2))
+    return connected & (near > 0)
+
+
+def square_box(box: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` (x0, y0, x1, y1) grown to a square about its centre, moved (not cut) to stay in an image of
+    ``shape`` (height, width) where it fits, else cut to it."""
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) + 1
+    starts = []
+    for low, high, limit in ((x0, x1, shape[1]), (y0, y1, shape[0])):
+        start = (low + high + 1) // 2 - side // 2
+        starts.append(int(np.clip(start, 0, max(limit - side, 0))))
+    return (starts[0], starts[1], min(starts[0] + side, shape[1]) - 1, min(starts[1] + side, shape[0]) - 1)
 
 
 def _box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -241,7 +274,8 @@ def read_dicom(path: str | Path, *, fps: float | None = None) -> DicomRecording:
         path=path, frames=np.where(sector, gray, 0).astype(np.uint8), fps=rate, fps_source=rate_source,
         sector=sector, sector_source="region tags" if region is not None else "pixels",
         sector_box=_box_of(sector), mm_per_pixel=region_mm_per_pixel(region) if region is not None else None,
-        masked_fraction=float(1 - sector.mean()), photometric=photometric, notes=notes)
+        masked_fraction=float(1 - sector.mean()), photometric=photometric, notes=notes,
+        image_box=box if box is not None else square_box(_box_of(sector), sector.shape))
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -329,3 +363,51 @@ def write_dicom(path: str | Path, frames: np.ndarray, fps: float, *, colour: str
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+# --------------------------------------------------------------------------------------------- synthetic DICOMs
+TRUTH_CSV = "truth.csv"  # what `echobook synth dicom` drew: one row per file (EF, volumes, ED/ES, spacing, rate)
+
+
+def synth_dicom(out_dir: str | Path, videos: int = 4, seed: int = 0, config=None, *, colour: str = "RGB as YBR",
+                region_tags: bool = True, rate_tag: str = "CineRate", overwrite: bool = False,
+                progress: bool = False) -> Path:
+    """Write ``videos`` synthetic cine loops as scanners export them: ``<out_dir>/<name>.dcm`` and ``truth.csv``.
+
+    Each is the engine's video ``(seed, i)`` on a wider screen with a burned-in caption and an ECG strip outside
+    the sector (:func:`echobook.data.synthetic.screen.compose_frames`, the ECG green in colour files), stored as
+    ``colour`` (:data:`COLOURS`), with a SequenceOfUltrasoundRegions giving the sector's box and the heart's
+    spacing when ``region_tags`` (else the reader must find the sector from the pixels and knows no spacing), and
+    the frame rate in ``rate_tag`` ("CineRate" or "FrameTime"). Same arguments, same files (but the UIDs).
+    """
+    import pandas as pd
+
+    from echobook.data.folders import prepare_output_folder
+    from echobook.data.synthetic import SyntheticConfig, make_video
+    from echobook.data.synthetic.screen import compose_frames, sector_region
+
+    if videos < 1:
+        raise ValueError(f"videos={videos}: need at least one")
+    if colour not in COLOURS:
+        raise ValueError(f"colour={colour!r}: choose from {COLOURS}")
+    if rate_tag not in ("CineRate", "FrameTime"):
+        raise ValueError(f"rate_tag={rate_tag!r}: choose CineRate or FrameTime")
+    out_dir = prepare_output_folder(out_dir, overwrite, ("*.dcm", TRUTH_CSV), "synthetic DICOM")
+    config = config or SyntheticConfig()
+    rows = []
+    for index in range(videos):
+        if progress:
+            print(f"synth dicom: {index + 1} of {videos}", flush=True)
+        video = make_video(seed, index, config)
+        name = f"synthetic_{seed}_{index:03d}"
+        frames, _ = compose_frames(video, name, rgb=colour != "MONOCHROME2")
+        region = sector_region(video.frames.shape[1]) if region_tags else None
+        write_dicom(out_dir / f"{name}.dcm", frames, video.fps, colour=colour, region=region,
+                    mm_per_pixel=(video.mm_per_pixel,) * 2 if region_tags else None, rate_tag=rate_tag,
+                    patient_name=f"SYNTHETIC^{name}")
+        rows.append({"name": name, "file": f"{name}.dcm", "ef_percent": video.ef_percent, "edv_ml": video.edv_ml,
+                     "esv_ml": video.esv_ml, "ed_frame": video.ed_frame, "es_frame": video.es_frame,
+                     "heart_rate_bpm": video.heart_rate_bpm, "fps": video.fps, "frames": video.num_frames,
+                     "mm_per_pixel": video.mm_per_pixel, "colour": colour, "region_tags": region_tags})
+    pd.DataFrame(rows).to_csv(out_dir / TRUTH_CSV, index=False)
+    return out_dir

@@ -46,6 +46,11 @@ import pandas as pd
 from echobook.data.echonet import Problems, load_video, probe_video, save_video
 from echobook.data.folders import prepare_output_folder
 from echobook.data.labels import LV_MYOCARDIUM
+# Synthetic frames: the heart's square sector inside a wider frame (as the release's 422x636 to 768x1024 are),
+# with a caption and an ECG strip: one home for that screen, shared with the synthetic DICOMs.
+from echobook.data.synthetic.screen import (  # noqa: F401 (re-exported: HMC-QU's framing)
+    CANVAS_ASPECT, CANVAS_HEIGHT_OVER_SECTOR, ECG_WINDOW_CYCLES, canvas_geometry, compose_frames, ecg_trace,
+)
 from echobook.data.table import split_names
 
 SHEET_NAME = "A4C.xlsx"
@@ -64,10 +69,6 @@ SPLIT = "TRAIN"  # HMC-QU has no official split
 # The Kaggle release's A4C subset with masks: 109 recordings, 72 MI and 37 non-MI, about two MI per normal one.
 HMCQU_MI_SHARE = 72 / 109
 HMCQU_MASK_SHARE = 109 / 162  # recordings with a mask among the 162 A4C ones
-# Synthetic frames: the heart's square sector inside a wider frame, as the release's 422x636 to 768x1024 are.
-CANVAS_HEIGHT_OVER_SECTOR = 1.25  # the sector fills the central 80 % of the height
-CANVAS_ASPECT = 1.5  # width / height, about the release's 636 / 422
-ECG_WINDOW_CYCLES = 2.0  # beats shown by the synthetic ECG strip
 
 
 class HmcquFormatError(ValueError):
@@ -459,53 +460,6 @@ def annotated_cycle(video) -> tuple[int, int]:
     beat_frames = max(2, int(round(video.fps * 60.0 / video.heart_rate_bpm)))
     last = min(video.ed_frame + beat_frames - 1, video.num_frames - 1)
     return int(video.ed_frame), int(last)
-
-
-def canvas_geometry(sector_px: int) -> tuple[int, int, int, int]:
-    """(height, width, top, left) of a frame holding a ``sector_px`` square sector centred in it."""
-    height = int(round(sector_px * CANVAS_HEIGHT_OVER_SECTOR))
-    width = int(round(height * CANVAS_ASPECT))
-    return height, width, (height - sector_px) // 2, (width - sector_px) // 2
-
-
-def ecg_trace(phase: np.ndarray) -> np.ndarray:
-    """A schematic ECG over the cycle phase (0 at ED = the R wave): P, QRS and T waves, amplitude about 1."""
-    phase = np.asarray(phase, dtype=np.float64)
-    distance = np.minimum(phase, 1 - phase)  # to the nearest R
-    qrs = np.exp(-0.5 * (distance / 0.012) ** 2)
-    t_wave = 0.3 * np.exp(-0.5 * ((phase - 0.3) / 0.04) ** 2)
-    p_wave = 0.15 * np.exp(-0.5 * ((phase - 0.88) / 0.025) ** 2)
-    return qrs + t_wave + p_wave
-
-
-def compose_frames(video, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The video's frames and labels inside a wider frame with a burned-in caption (top left) and an ECG
-    strip (bottom) outside the sector, as scanners draw them: uint8 ``[T, H', W']`` each."""
-    import cv2
-
-    frames, labels = np.asarray(video.frames), np.asarray(video.labels)
-    count, size = frames.shape[0], frames.shape[1]
-    height, width, top, left = canvas_geometry(size)
-    canvas = np.zeros((count, height, width), dtype=np.uint8)
-    label_canvas = np.zeros_like(canvas)
-    label_canvas[:, top:top + size, left:left + size] = labels
-    margin = max(top, 2)
-    font_scale = max(0.2, margin / 40.0)
-    strip_x = np.linspace(0, 1, width - 2 * 2)
-    for t in range(count):
-        cv2.putText(canvas[t], f"{name} {t + 1:03d}", (2, max(margin - 3, 6)), cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale, 230, 1, cv2.LINE_AA)
-        cv2.putText(canvas[t], "25Hz", (width - left + 2, max(margin - 3, 6)), cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale, 200, 1, cv2.LINE_AA)
-        # the strip shows the last ECG_WINDOW_CYCLES beats, the current frame at its right end
-        column_phase = (video.phase[t] - (1 - strip_x) * ECG_WINDOW_CYCLES) % 1.0
-        baseline = height - margin // 2 - 1
-        ys = np.clip(baseline - ecg_trace(column_phase) * (margin * 0.7), top + size + 1, height - 1)
-        points = np.stack([2 + np.arange(len(strip_x)), ys], axis=1).astype(np.int32)
-        cv2.polylines(canvas[t], [points], False, 255, 1, cv2.LINE_AA)
-    # the sector last: a glyph's descender or anti-aliasing never spills into the image
-    canvas[:, top:top + size, left:left + size] = frames
-    return canvas, label_canvas
 
 
 def cycle_masks(label_canvas: np.ndarray, first: int, last: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 The synthetic engine writes these values, and readers of the public datasets map theirs to them:
 
 - chamber label maps (pixel values of a segmentation), CAMUS's values;
-- apical views (EchoNet-Dynamic is A4C; CAMUS and HMC-QU also have A2C);
+- apical views (EchoNet-Dynamic is A4C; CAMUS and HMC-QU also have A2C), and the classes of view identification;
 - the six wall segments of an apical view and their wall motion (HMC-QU);
 - image quality (CAMUS's vocabulary).
 """
@@ -16,6 +16,13 @@ CHAMBER_LABELS = {BACKGROUND: "background", LV_CAVITY: "LV cavity", LV_MYOCARDIU
 
 VIEWS = ("A4C", "A2C")
 VIEW_CHOICES = VIEWS + ("mixed",)  # what a synthetic set may ask for: one view, or half and half
+# the classes of view identification: the two apical views, parasternal long and short axis (mid-papillary), and
+# "other" (the synthetic engine draws a subcostal four-chamber view for it)
+VIEW_CLASSES = VIEWS + ("PLAX", "PSAX", "other")
+# which chamber labels each view's maps hold (the other values are absent, not background by mistake)
+VIEW_CHAMBERS = {"A4C": (LV_CAVITY, LV_MYOCARDIUM, LEFT_ATRIUM), "A2C": (LV_CAVITY, LV_MYOCARDIUM, LEFT_ATRIUM),
+                 "PLAX": (LV_CAVITY, LV_MYOCARDIUM, LEFT_ATRIUM), "PSAX": (LV_CAVITY, LV_MYOCARDIUM),
+                 "other": (LV_CAVITY, LV_MYOCARDIUM, LEFT_ATRIUM)}
 
 # The six wall segments of the A4C/A2C views in HMC-QU order (SEG1,2,3,5,6,7; the apical cap SEG4 is left out):
 # image-left wall from base to apex, then image-right wall from apex to base.

@@ -63,6 +63,8 @@ class CoReEchoRecipe:
     encoder_drop_rate: float  # UniFormer dropout
     head_dropout: float  # both dropouts of the MLP head
     umap_neighbors: int = COREECHO_UMAP_NEIGHBORS  # UMAP n_neighbors of the embedding figure
+    # the set decoded once into GPU memory, clips sampled and augmented there (echobook.data.resident); on CUDA only
+    resident_data: bool = False
 
     @property
     def model_kwargs(self) -> dict[str, float]:
@@ -84,7 +86,8 @@ RECIPES: dict[str, CoReEchoRecipe] = {
     "small": CoReEchoRecipe(epochs=12, probe_epochs=4, **_CPU),
     "full": CoReEchoRecipe(encoder="uniformer_s", epochs=COREECHO_EPOCHS, probe_epochs=COREECHO_PROBE_EPOCHS,
                            learning_rate=COREECHO_LR, lr_schedule="step", probe_learning_rate=COREECHO_LR,
-                           encoder_drop_rate=COREECHO_ENCODER_DROP_RATE, head_dropout=COREECHO_HEAD_DROPOUT),
+                           encoder_drop_rate=COREECHO_ENCODER_DROP_RATE, head_dropout=COREECHO_HEAD_DROPOUT,
+                           resident_data=True),
 }
 
 
@@ -151,6 +154,8 @@ class Stage1Loss(nn.Module):
     decay, are one AdamW over both: AdamW's update of a parameter depends only on its own gradient).
 
     ``ef_percent``: one label per video (``[B]``, repeated for its ``k`` clips) or one per clip (``[k*B]``).
+    Under torchrun the RnC term ranks this rank's embeddings against the global batch
+    (:func:`echobook.distributed.global_rnc_loss`: the ranks' mean is the one-process loss).
     """
 
     def __init__(self, temperature: float = COREECHO_TEMPERATURE, l1_weight: float = 1.0):
@@ -162,9 +167,16 @@ class Stage1Loss(nn.Module):
         labels = repeat_per_clip(ef_percent.float(), pred.embeddings.shape[0] // ef_percent.numel())
         # A batch of one clip (a loader's last partial batch, in one-clip validation) has no pair to rank:
         # its RnC term is 0 rather than an error (training loaders drop partial batches, so only validation meets it).
-        rnc = self.rnc(pred.embeddings, labels) if labels.numel() > 1 else pred.embeddings.sum() * 0.0
+        rnc = self._rnc(pred.embeddings, labels) if labels.numel() > 1 else pred.embeddings.sum() * 0.0
         l1 = F.l1_loss(pred.ef_percent.float().reshape(-1), labels)
         return {"total": rnc + self.l1_weight * l1, "rnc": rnc, "l1": l1}
+
+    def _rnc(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():  # under torchrun
+            from echobook.distributed import global_rnc_loss
+
+            return global_rnc_loss(embeddings, labels, self.rnc.temperature)
+        return self.rnc(embeddings, labels)
 
     def forward(self, pred: Stage1Output, ef_percent: torch.Tensor) -> torch.Tensor:
         return self.parts(pred, ef_percent)["total"]

@@ -11,6 +11,7 @@
 from echobook.models import r2plus1d, uniformer  # noqa: F401  (importing a family registers its variants)
 from echobook.models import e3net  # noqa: F401  (Echo-E3Net's variants: e3net_s, e3net_xs)
 from echobook.models import videomae  # noqa: F401  (EchoFM's ViT video masked autoencoder: videomae_*)
+from echobook.models import unetr  # noqa: F401  (UNETR segmentation decoders over it: unetr_*)
 from echobook.models.heads import HEAD_BIAS_INIT_EF_PERCENT, CoReEchoRegressor, EncoderWithHead
 from echobook.models.r2plus1d import R2Plus1DRegressor
 from echobook.models.registry import (

@@ -6,7 +6,8 @@ builds it); :func:`create_model` builds any of them by name, :func:`list_models`
 
 - ``"encoder"``: clips ``[B, C, T, H, W]`` -> embeddings ``[B, D]`` (the model has ``embed_dim``);
   a method adds its head (CoReEcho's MLP, a view classifier, ...);
-- ``"ef_regressor"``: clips -> EF ``[B]`` in percent, a whole model (EchoNet-Dynamic's R(2+1)D).
+- ``"ef_regressor"``: clips -> EF ``[B]`` in percent, a whole model (EchoNet-Dynamic's R(2+1)D);
+- ``"segmenter"``: clips -> per-frame class logits ``[B, K, T, H, W]`` (the model has ``num_classes``; UNETR).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable
 
 from torch import nn
 
-MODEL_KINDS = ("encoder", "ef_regressor")
+MODEL_KINDS = ("encoder", "ef_regressor", "segmenter")
 
 
 @dataclass(frozen=True)

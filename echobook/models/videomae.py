@@ -282,6 +282,23 @@ class VideoViT(nn.Module):
             x = block(x)
         return self.norm(x)
 
+    def layer_tokens(self, clips: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+        """The patch tokens ``[B, N, D]`` of a whole clip after each block in ``layers`` (1-based, as UNETR
+        counts them: ``layers=(3, 6, 9, 12)`` of a ViT-B); the last block's are after the final norm, as
+        :meth:`forward_features` gives them. Repeated layers are allowed (a shallow encoder)."""
+        depth = len(self.blocks)
+        if not layers or any(not 1 <= int(layer) <= depth for layer in layers):
+            raise ValueError(f"layers={tuple(layers)}: each must be a block number in 1..{depth}")
+        tokens = self.embed(clips)
+        cls = (self.cls_token + self.pos_embed.cls).expand(tokens.shape[0], -1, -1).to(tokens.dtype)
+        x = torch.cat([cls, tokens], dim=1)
+        after = {}
+        for number, block in enumerate(self.blocks, start=1):
+            x = block(x)
+            if number in layers:
+                after[number] = self.norm(x) if number == depth else x
+        return [after[int(layer)][:, 1:] for layer in layers]
+
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """``[B, D]``: the mean of the patch tokens of the whole clip (no masking)."""
         return self.forward_features(clips)[:, 1:].mean(1)

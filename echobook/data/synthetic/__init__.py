@@ -1,4 +1,4 @@
-"""A procedural generator of apical four-chamber (A4C) echo videos, with an A2C variant.
+"""A procedural generator of apical four-chamber (A4C) echo videos, with an A2C variant and other views.
 
 Video ``i`` of a dataset is made on demand from ``(seed, i)``: its random numbers come from
 ``numpy.random.SeedSequence(seed, spawn_key=(i,))``, which is exactly child ``i`` of
@@ -53,10 +53,20 @@ Many videos (:mod:`.sets`): :func:`make_videos`, :func:`iter_videos`, :class:`Sy
 (:mod:`.cache`) makes such a folder once and reuses it, safely across processes. :func:`synthetic_video_table`
 holds videos in memory as a :class:`~echobook.data.table.VideoTable` that keeps every frame's true phase
 (long unlabelled videos for EchoFM's pretraining, chapter 8).
+
+**Views** (:mod:`.views`). :func:`make_view_video` shows heart ``(seed, index)`` (the case above, drawn as A4C)
+in any of :data:`~echobook.data.labels.VIEW_CLASSES`: A4C and A2C exactly as :func:`make_video` makes them (same
+bytes), parasternal long axis (PLAX: LV across the image, RV outflow above, aortic root and LA at the right),
+parasternal short axis (PSAX, mid-papillary: a contracting ring with papillary muscles, the RV crescent at the
+left) and "other" (a subcostal four-chamber view under the liver). Only the pose and the view's own structures are
+drawn, from a stream of their own, so every view of a heart beats with the same rate, EF, wall motion and image
+formation; ED/ES frames, volumes and EF are the heart's in every view, and mean intensity alone does not tell the
+views apart (``tests/test_views.py``). :func:`synthetic_view_set` holds every heart in every view in memory
+(:class:`ViewSet`, split by heart) for view identification and segmentation.
 The label values (chambers, views, segments, wall motion, quality) live in :mod:`echobook.data.labels`.
 """
 from echobook.data.labels import (
-    CHAMBER_LABELS, QUALITIES, SEGMENTS, VIEW_CHOICES, VIEWS, WALL_MOTION,
+    CHAMBER_LABELS, QUALITIES, SEGMENTS, VIEW_CHAMBERS, VIEW_CHOICES, VIEW_CLASSES, VIEWS, WALL_MOTION,
 )
 from echobook.data.synthetic.anatomy import (
     lv_contours, lv_half_widths, lv_length, lv_tracings, solve_radial_shortening,
@@ -78,16 +88,18 @@ from echobook.data.synthetic.sets import (
     SyntheticDataset, SyntheticVideoTable, benchmark, iter_videos, make_videos, synth_echonet,
     synthetic_video_table, worker_pool,
 )
+from echobook.data.synthetic.views import ViewSet, make_view_video, plan_view_video, synthetic_view_set
 
 
 __all__ = [
-    "CACHE_ENV", "CHAMBER_LABELS", "ECHONET_EDV_MEDIAN_ML", "ECHONET_EF_BELOW_40", "ECHONET_EF_CDF",
-    "ECHONET_EF_MEAN", "ECHONET_EF_SD", "EDV_LOG_SD", "QUALITIES", "QUALITY_LEVELS", "SEGMENTS",
-    "VIEWS", "VIEW_CHOICES", "WALL_MOTION", "HeartCase", "QualityLevel", "SyntheticConfig", "SyntheticDataset",
-    "SyntheticVideo", "SyntheticVideoTable", "VideoPlan", "attenuation_db", "benchmark", "cached_synthetic_echonet", "cardiac_phase",
-    "config_for_preset", "contraction", "ed_es_frames_of_beat", "ejection_share_of_cycle", "iter_videos",
-    "lv_contours", "lv_half_widths", "lv_length", "lv_tracings", "make_video", "make_videos", "mitral_opening",
-    "plan_video", "render_device", "render_plan", "render_stages", "rng_for", "sample_case", "sample_edv_ml",
-    "sample_ef_percent", "sample_wall_motion", "solve_radial_shortening", "speckle_texture", "synth_echonet",
-    "synthetic_set_key", "synthetic_video_table", "video_name", "worker_pool",
+    "CACHE_ENV", "CHAMBER_LABELS", "ECHONET_EDV_MEDIAN_ML", "ECHONET_EF_BELOW_40", "ECHONET_EF_CDF", "ECHONET_EF_MEAN",
+    "ECHONET_EF_SD", "EDV_LOG_SD", "HeartCase", "QUALITIES", "QUALITY_LEVELS", "QualityLevel", "SEGMENTS",
+    "SyntheticConfig", "SyntheticDataset", "SyntheticVideo", "SyntheticVideoTable", "VIEWS", "VIEW_CHAMBERS",
+    "VIEW_CHOICES", "VIEW_CLASSES", "VideoPlan", "ViewSet", "WALL_MOTION", "attenuation_db", "benchmark",
+    "cached_synthetic_echonet", "cardiac_phase", "config_for_preset", "contraction", "ed_es_frames_of_beat",
+    "ejection_share_of_cycle", "iter_videos", "lv_contours", "lv_half_widths", "lv_length", "lv_tracings", "make_video",
+    "make_videos", "make_view_video", "mitral_opening", "plan_video", "plan_view_video", "render_device", "render_plan",
+    "render_stages", "rng_for", "sample_case", "sample_edv_ml", "sample_ef_percent", "sample_wall_motion",
+    "solve_radial_shortening", "speckle_texture", "synth_echonet", "synthetic_set_key", "synthetic_video_table",
+    "synthetic_view_set", "video_name", "worker_pool",
 ]

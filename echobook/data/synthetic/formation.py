@@ -26,6 +26,7 @@ class Levels:
     background: float = 0.025
     pericardium: float = 0.6
     valve: float = 0.45
+    liver: float = 0.1  # parenchyma, a little darker than the myocardium (the subcostal view's near field)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class PixelInputs:
     e: tuple
     n: tuple
     fade: float
+    extra_tissue: np.ndarray | None = None  # [HW] float32, see StaticScene
 
 
 def pixel_inputs(plan: VideoPlan) -> PixelInputs:
@@ -70,6 +72,7 @@ def pixel_inputs(plan: VideoPlan) -> PixelInputs:
         noise_gain=scene.noise_gain, pericardium_side=scene.pericardium_side, valve_band=scene.valve_band,
         leaflets=plan.leaflets, apex=(case.apex[0], case.apex[1]), e=(e[0], e[1]), n=(n[0], n[1]),
         fade=np.float32(0.15 * case.length_ed),  # beyond the epicardium, tissue motion fades out over this many px
+        extra_tissue=scene.extra_tissue,
     )
 
 
@@ -87,13 +90,22 @@ def log_compress(amplitude, dynamic_range_db: float, xp=np):
 def form_chunk(xp, plan: VideoPlan, px: PixelInputs, rows: slice):
     """Labels and gray frames ``[t, HW]`` (uint8) of frames ``rows``, and the intermediates the stages show."""
     case = plan.case
+    short_axis = case.view == "PSAX"
     Lt = px.length[rows, None]
     w_endo = px.endo[rows][:, px.table_index]
     w_epi = px.epi[rows][:, px.table_index]
-    d_cavity, d_epi = _lv_distances(xp, px, w_endo, w_epi, Lt)
+    if short_axis:  # the ring's radius tables: abs_v is the distance from the LV's centre
+        d_cavity, d_epi = px.abs_v - w_endo, px.abs_v - w_epi
+    else:
+        d_cavity, d_epi = _lv_distances(xp, px, w_endo, w_epi, Lt)
     chambers = chamber_distances(case, px.u, px.v, px.contraction[rows, None], Lt, xp)
     labels = _label_map(xp, d_cavity, d_epi, chambers)
-    speckle, texture = _tissue_texture(xp, plan, px, rows, w_endo, w_epi, Lt)
+    if case.view_shape is not None:  # a posed view may reach past the sector: label only what it shows
+        labels = labels * xp.as_uint8(px.sector >= 0.5)
+    if short_axis:
+        speckle, texture = _short_axis_texture(xp, plan, px, rows, w_endo, w_epi)
+    else:
+        speckle, texture = _tissue_texture(xp, plan, px, rows, w_endo, w_epi, Lt)
     echo = _echogenicity(xp, plan, px, rows, d_cavity, d_epi, chambers) * texture
     amplitude = echo * speckle * px.signal_gain + px.haze
     amplitude = amplitude + xp.abs(xp.noise(rows, amplitude.shape)) * px.noise_gain
@@ -113,9 +125,11 @@ def _lv_distances(xp, px: PixelInputs, w_endo, w_epi, Lt):
 def _label_map(xp, d_cavity, d_epi, chambers: dict):
     """The chamber label map (echobook.data.labels.CHAMBER_LABELS) of the same contours the pixels show."""
     cavity, epi = d_cavity <= 0, d_epi <= 0
+    labels = LV_CAVITY * xp.as_uint8(cavity) + LV_MYOCARDIUM * xp.as_uint8(epi & ~cavity)
+    if "la" not in chambers:  # PSAX shows no atrium
+        return labels
     la = (chambers["la"] <= 0) & ~epi
-    return (LV_CAVITY * xp.as_uint8(cavity) + LV_MYOCARDIUM * xp.as_uint8(epi & ~cavity)
-            + LEFT_ATRIUM * xp.as_uint8(la))
+    return labels + LEFT_ATRIUM * xp.as_uint8(la)
 
 
 def _tissue_texture(xp, plan: VideoPlan, px: PixelInputs, rows: slice, w_endo, w_epi, Lt):
@@ -125,18 +139,32 @@ def _tissue_texture(xp, plan: VideoPlan, px: PixelInputs, rows: slice, w_endo, w
     """
     case, u, abs_v, idx = plan.case, px.u, px.abs_v, px.table_index
     u_ref = xp.where(u < 0, u, xp.where(u <= Lt, u * (case.length_ed / Lt), u + (case.length_ed - Lt)))
-    w_ref, e_ref = px.endo_ref[rows][:, idx], px.epi_ref[rows][:, idx]
-    safe_endo = xp.maximum(w_endo, 1e-3)
-    D = px.fade
-    # across the axis: the cavity, the wall and a fall-off zone of width D each stretch linearly to their ED widths
-    in_wall = w_ref + (abs_v - w_endo) * (e_ref - w_ref) / xp.maximum(w_epi - w_endo, 1e-3)
-    in_fall_off = e_ref + (abs_v - w_epi) * ((w_epi + D - e_ref) / D)
-    a_ref = xp.where(abs_v <= w_endo, abs_v * (w_ref / safe_endo),
-                     xp.where(abs_v <= w_epi, in_wall, xp.where(abs_v <= w_epi + D, in_fall_off, abs_v)))
+    a_ref = _reference_distance(xp, px, rows, abs_v, w_endo, w_epi)
     v_ref = px.sign_v * a_ref
     margin, (e, n) = plan.scene.margin, (px.e, px.n)
     return xp.sample(px.apex[0] + u_ref * e[0] + v_ref * n[0] + margin,
                      px.apex[1] + u_ref * e[1] + v_ref * n[1] + margin)
+
+
+def _reference_distance(xp, px: PixelInputs, rows: slice, distance, w_endo, w_epi):
+    """Where a pixel at ``distance`` from the axis (or PSAX's centre) was at end-diastole: the cavity, the wall and
+    a fall-off zone of width ``px.fade`` each stretch linearly to their ED widths; beyond, tissue stays still."""
+    idx = px.table_index
+    w_ref, e_ref = px.endo_ref[rows][:, idx], px.epi_ref[rows][:, idx]
+    safe_endo = xp.maximum(w_endo, 1e-3)
+    D = px.fade
+    in_wall = w_ref + (distance - w_endo) * (e_ref - w_ref) / xp.maximum(w_epi - w_endo, 1e-3)
+    in_fall_off = e_ref + (distance - w_epi) * ((w_epi + D - e_ref) / D)
+    return xp.where(distance <= w_endo, distance * (w_ref / safe_endo),
+                    xp.where(distance <= w_epi, in_wall, xp.where(distance <= w_epi + D, in_fall_off, distance)))
+
+
+def _short_axis_texture(xp, plan: VideoPlan, px: PixelInputs, rows: slice, w_endo, w_epi):
+    """PSAX's (speckle, low-frequency texture) [t, HW]: each pixel moves radially, toward the ring's centre."""
+    rho = px.abs_v
+    scale = _reference_distance(xp, px, rows, rho, w_endo, w_epi) / xp.maximum(rho, 1e-3)
+    margin = plan.scene.margin
+    return xp.sample(px.apex[0] + px.v * scale + margin, px.apex[1] + px.u * scale + margin)
 
 
 def _echogenicity(xp, plan: VideoPlan, px: PixelInputs, rows: slice, d_cavity, d_epi, chambers: dict):
@@ -149,7 +177,13 @@ def _echogenicity(xp, plan: VideoPlan, px: PixelInputs, rows: slice, d_cavity, d
         heart = xp.maximum(heart, soft(d - wall, xp))
         blood_other = xp.maximum(blood_other, soft(d, xp))
     blood = xp.maximum(soft(d_cavity, xp), blood_other * (1.0 - soft(d_epi, xp)))
-    echo = levels.background + (levels.myocardium * quality.contrast - levels.background) * heart
+    if px.extra_tissue is None:
+        echo = levels.background + (levels.myocardium * quality.contrast - levels.background) * heart
+    else:  # tissue that is not the heart's (the liver) replaces the background
+        background = levels.background + (levels.liver * quality.contrast - levels.background) * px.extra_tissue
+        echo = background + (levels.myocardium * quality.contrast - background) * heart
+    if case.view == "PSAX":  # the papillary muscles: tissue inside the cavity (CAMUS labels them cavity)
+        blood = blood * (1.0 - _papillary_muscles(xp, px, rows))
     echo = echo + (levels.blood - echo) * blood
     pericardium = xp.clip(1.0 - xp.abs(d_epi - 1.2), 0.0, 1.0) * px.pericardium_side
     echo = xp.maximum(echo, levels.pericardium * pericardium)
@@ -158,6 +192,18 @@ def _echogenicity(xp, plan: VideoPlan, px: PixelInputs, rows: slice, d_cavity, d
         valves = _valves(xp, px, rows, px.u[band][None, :], px.v[band][None, :])
         echo[:, band] = xp.maximum(echo[:, band], levels.valve * valves)
     return echo
+
+
+def _papillary_muscles(xp, px: PixelInputs, rows: slice):
+    """0..1 inside PSAX's papillary muscles [t, HW]: within each one's radius of its segment (``px.leaflets``)."""
+    inside = xp.zeros((rows.stop - rows.start, px.u.shape[0]))
+    for anchor, direction, muscle_len, radius in px.leaflets:
+        ru, rv_ = px.u[None, :] - anchor[rows, 0:1], px.v[None, :] - anchor[rows, 1:2]
+        du_, dv_ = direction[rows, 0:1], direction[rows, 1:2]
+        along = xp.clip(ru * du_ + rv_ * dv_, 0.0, muscle_len[rows, None])
+        dist = xp.hypot(ru - along * du_, rv_ - along * dv_)
+        inside = xp.maximum(inside, soft(dist - radius[rows, None], xp))
+    return inside
 
 
 def _valves(xp, px: PixelInputs, rows: slice, bu, bv):

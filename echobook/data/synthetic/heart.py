@@ -5,13 +5,14 @@ whatever the options, so forcing a quality, a view or an EF keeps the rest of th
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from echobook.data.labels import QUALITIES, VIEW_CHOICES, VIEWS
+from echobook.data.labels import QUALITIES, VIEW_CHOICES, VIEW_CLASSES, VIEWS
 from echobook.data.synthetic.anatomy import solve_radial_shortening
 
 # EchoNet-Dynamic FileList.csv EF distribution (10,030 videos; reference report sec. 1.2) as
@@ -29,6 +30,7 @@ EDV_LOG_SD = 0.33  # within an EF band (the bands' spread adds the rest of EchoN
 MAX_RR_IRREGULARITY = 0.5
 RR_SHORTEST, RR_LONGEST = 0.5, 2.0  # an irregular beat's RR interval within these multiples of the mean
 RHYTHM_STREAM = 0x5252  # spawn key of the irregular rhythm's own generator ("RR"), apart from the video's
+VIEW_STREAM = 0x5657  # spawn key of a non-apical view's pose generator ("VW"), apart from the video's
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,8 @@ class HeartCase:
     # irregular rhythm (``SyntheticConfig.rr_irregularity`` > 0): the times of every end-diastole, seconds,
     # from before the first frame to after the last; None for the sinus rhythm above
     beat_times_s: np.ndarray | None = None
+    # a non-apical view's own sizes in px (PLAX, PSAX, "other"; :func:`sample_view_case`); None for A4C and A2C
+    view_shape: dict | None = None
 
 
 def rhythm_rng(seed: int, index: int) -> np.random.Generator:
@@ -317,3 +321,61 @@ def sample_case(seed: int, index: int, config: SyntheticConfig) -> tuple[HeartCa
         duration_s = config.frames / case.fps
         case.beat_times_s = sample_beat_times_s(rhythm_rng(seed, index), case, duration_s, config.rr_irregularity)
     return case, rng
+
+
+# ---------------------------------------------------------------------------- the views beyond the apical ones
+def view_rng(seed: int, index: int, view: str) -> np.random.Generator:
+    """A non-apical view's pose generator: a stream apart from the video's (:func:`rng_for`), one per view, so
+    every view of heart ``(seed, index)`` keeps its case (rate, EF, EDV, wall motion, quality, image settings)."""
+    code = VIEW_CLASSES.index(view)
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(index), VIEW_STREAM, code)))
+
+
+def _zoomed(case: HeartCase, zoom: float, **changes) -> HeartCase:
+    """The case's heart seen ``zoom`` times larger (another depth setting): every size in px scales, shapes do not
+    (so the solved radial shortening, which depends on shape alone, still gives the target EF)."""
+    return dataclasses.replace(
+        case, length_ed=case.length_ed * zoom, half_width_left=case.half_width_left * zoom,
+        half_width_right=case.half_width_right * zoom, wall_ed=case.wall_ed * zoom, **changes)
+
+
+def sample_view_case(case: HeartCase, view: str, rng: np.random.Generator, size: int) -> HeartCase:
+    """The apical case ``case`` (drawn as A4C) posed for ``view``: "PLAX", "PSAX" or "other" (subcostal 4C).
+
+    Only the pose, the zoom and the view's own structures are drawn (from ``rng``, :func:`view_rng`); the
+    physiology and the image settings stay the case's. Sizes in px of a ``size``-pixel image.
+    """
+    if view == "PLAX":
+        # long axis across the image, apex at the left (slightly lower), base with the aortic root and LA at the right
+        zoom = rng.uniform(0.88, 0.98)
+        tilt = math.radians(90.0 + rng.uniform(4.0, 14.0))  # apex-to-base axis pointing right and a little up
+        apex = np.array([case.tip_x - size * rng.uniform(0.35, 0.39), size * rng.uniform(0.5, 0.56)])
+        # sizes relative to the LV's half-width (aorta, LA depth, RV, descending aorta) or length (LA along the axis)
+        shape = dict(aorta_radius=rng.uniform(0.55, 0.7), la_length=rng.uniform(0.2, 0.25),
+                     la_depth=rng.uniform(0.75, 0.95), rv_depth=rng.uniform(0.9, 1.2),
+                     descending_aorta=rng.uniform(0.25, 0.32))
+        # the tables' "right" wall faces the transducer here: give it the septum (its size and its segments' motion)
+        mirrored = dataclasses.replace(
+            case, half_width_left=case.half_width_right, half_width_right=case.half_width_left,
+            motion_factor=case.motion_factor[::-1].copy())
+        return _zoomed(mirrored, zoom, view=view, apex=apex, tilt=tilt, view_shape=shape)
+    if view == "PSAX":
+        # mid-papillary ring: apex holds the LV's centre, the axis points down so that (u, v) = (y, x) - centre
+        zoom = rng.uniform(1.1, 1.25)
+        centre = np.array([case.tip_x + size * rng.uniform(0.0, 0.04), size * rng.uniform(0.47, 0.53)])
+        shape = dict(ellipticity=rng.uniform(0.0, 0.08), ellipse_angle=rng.uniform(0.0, np.pi),
+                     rv_width=rng.uniform(0.55, 0.75), rv_height=rng.uniform(1.25, 1.45),
+                     papillary_angles=(math.radians(rng.uniform(30.0, 50.0)), math.radians(rng.uniform(120.0, 140.0))),
+                     papillary_radius=rng.uniform(0.15, 0.2))
+        return _zoomed(case, zoom, view=view, apex=centre, tilt=0.0, view_shape=shape)
+    if view == "other":
+        # subcostal four-chamber: the liver in the near field, the heart across the image with the apex at the
+        # right and higher, the RV next to the liver, the atria at the lower left
+        zoom = rng.uniform(0.85, 0.95)
+        slope = math.radians(rng.uniform(20.0, 35.0))
+        tilt = -(math.pi / 2 - slope)  # apex-to-base axis pointing left and down
+        apex = np.array([case.tip_x + size * rng.uniform(0.24, 0.3), size * rng.uniform(0.36, 0.42)])
+        shape = dict(liver_depth=rng.uniform(0.2, 0.27), liver_wave=rng.uniform(0.02, 0.05),
+                     liver_wave_phase=rng.uniform(0.0, 2 * np.pi))
+        return _zoomed(case, zoom, view=view, apex=apex, tilt=tilt, view_shape=shape)
+    raise ValueError(f"view={view!r}: a posed view is one of 'PLAX', 'PSAX', 'other'")

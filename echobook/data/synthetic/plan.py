@@ -14,10 +14,12 @@ import numpy as np
 
 from echobook.data import geometry
 from echobook.data.synthetic.anatomy import (
-    leaflet_segments, lv_annulus_half_widths, lv_axes, lv_half_widths, lv_length, lv_tracings, lv_wall_thickness,
-    offset_outward,
+    PSAX_ANGLES, aortic_cusps, leaflet_segments, lv_annulus_half_widths, lv_axes, lv_half_widths, lv_length,
+    lv_tracings, lv_wall_thickness, offset_outward, papillary_muscles, psax_radii,
 )
-from echobook.data.synthetic.cycle import cardiac_phase, contraction, ed_es_frames_of_beat, mitral_opening
+from echobook.data.synthetic.cycle import (
+    cardiac_phase, contraction, ed_es_frames_of_beat, ejection_share_of_cycle, mitral_opening,
+)
 from echobook.data.synthetic.heart import (
     QUALITY_LEVELS, HeartCase, QualityLevel, SyntheticConfig, check_seed_index, sample_case,
 )
@@ -43,6 +45,8 @@ class StaticScene:
     texture: np.ndarray  # [S+2m, S+2m, 2] speckle and low-frequency echogenicity
     margin: int
     valve_band: np.ndarray  # indices of pixels near the AV planes
+    # static tissue that is not the heart's, drawn instead of the background (the liver of the subcostal view), 0..1
+    extra_tissue: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------------------- textures
@@ -103,6 +107,9 @@ def _dropout_loss(case: HeartCase, u, v) -> np.ndarray:
     """0..1 where walls run parallel to the beam (the lateral wall, the apex) and return little echo."""
     spots = [(0.45 * case.length_ed, case.half_width_right + 0.5 * case.wall_ed, 0.22, 0.10),
              (-0.3 * case.wall_ed, 0.0, 0.12, 0.25)]
+    if case.view == "PSAX":  # the ring's lateral and septal sides (3 and 9 o'clock) run along the beams
+        across = 0.5 * (case.half_width_left + case.half_width_right) + 0.5 * case.wall_ed
+        spots = [(0.0, across, 0.15, 0.06), (0.0, -across, 0.15, 0.06)]
     loss = np.zeros_like(u)
     for along, across, a, b in spots:
         loss = np.maximum(loss, np.exp(-0.5 * (((u - along) / (a * case.length_ed)) ** 2
@@ -162,11 +169,36 @@ def static_scene(case: HeartCase, rng: np.random.Generator, size: int, quality: 
     if case.view == "A2C":
         pericardium_side = np.ones_like(u, dtype=np.float32)
     f32 = np.float32
-    return StaticScene(u=u.astype(f32), v=v.astype(f32), abs_v=np.abs(v).astype(f32), table_index=table_index,
-                       u_grid=u_grid, sector=sector.astype(f32), depth_px=depth_px.astype(f32),
-                       signal_gain=gain.astype(f32), haze=haze.astype(f32), noise_gain=noise_gain.astype(f32),
-                       pericardium_side=pericardium_side, texture=texture, margin=margin,
-                       valve_band=_valve_band(case, u))
+    scene = StaticScene(u=u.astype(f32), v=v.astype(f32), abs_v=np.abs(v).astype(f32), table_index=table_index,
+                        u_grid=u_grid, sector=sector.astype(f32), depth_px=depth_px.astype(f32),
+                        signal_gain=gain.astype(f32), haze=haze.astype(f32), noise_gain=noise_gain.astype(f32),
+                        pericardium_side=pericardium_side, texture=texture, margin=margin,
+                        valve_band=_valve_band(case, u))
+    if case.view in ("PLAX", "PSAX", "other"):
+        _pose_scene(scene, case, u, v, theta, depth_px)
+    return scene
+
+
+def _pose_scene(scene: StaticScene, case: HeartCase, u, v, theta, depth_px) -> None:
+    """A non-apical view's changes to the static scene: where the pericardium shows, PSAX's polar tables,
+    the subcostal view's liver."""
+    f32 = np.float32
+    if case.view == "PLAX":  # the bright posterior pericardium under the LV's posterior wall
+        scene.pericardium_side = (v < 0).astype(f32)
+    elif case.view == "PSAX":
+        # the tables sample the ring's radius by angle: abs_v holds the distance from the LV's centre
+        radius = 0.5 * (case.half_width_left + case.half_width_right)
+        scene.abs_v = np.hypot(u, v).astype(f32)
+        angle = np.arctan2(u, v)
+        scene.u_grid = -np.pi + 2 * np.pi * np.arange(PSAX_ANGLES) / PSAX_ANGLES
+        scene.table_index = (np.rint((angle + np.pi) * PSAX_ANGLES / (2 * np.pi)).astype(np.int64) % PSAX_ANGLES)
+        scene.pericardium_side = (v > -0.6 * radius).astype(f32)  # round the LV, but not along the RV
+        scene.valve_band = np.zeros(0, dtype=np.int64)  # no valves at the mid-papillary level
+    elif case.view == "other":  # the liver fills the near field down to a wavy edge
+        shape = case.view_shape
+        edge = case.radius * shape["liver_depth"] * (1.0 + shape["liver_wave"] * np.sin(4.0 * theta
+                                                                                       + shape["liver_wave_phase"]))
+        scene.extra_tissue = np.clip(0.5 + (edge - depth_px) / 2.0, 0.0, 1.0).astype(f32)
 
 
 # ---------------------------------------------------------------------------- the plan
@@ -187,18 +219,20 @@ class VideoPlan:
     phase: np.ndarray  # [T]
     contraction: np.ndarray  # [T]
     length: np.ndarray  # [T] LV long-axis length, px
-    all_tracings: np.ndarray  # [T, 21, 4]
+    all_tracings: np.ndarray | None  # [T, 21, 4]; None for PSAX (no long-axis contour)
     volumes_ml: np.ndarray  # [T]
     ed_frame: int
     es_frame: int
     mm_per_pixel: float
     # per-frame LV half-width tables [T, 2 NB] (left then right side, float32): this frame's endocardium and
-    # epicardium, and where that tissue was at end-diastole (the speckle's reference)
+    # epicardium, and where that tissue was at end-diastole (the speckle's reference); PSAX: the ring's radius
+    # tables [T, PSAX_ANGLES] by angle (:func:`short_axis_tables`)
     endo: np.ndarray
     epi: np.ndarray
     endo_ref: np.ndarray
     epi_ref: np.ndarray
-    leaflets: list  # (anchor [T, 2], direction [T, 2], length [T]) per leaflet, in (u, v)
+    leaflets: list  # (anchor [T, 2], direction [T, 2], length [T]) per leaflet, in (u, v); PSAX: papillary muscles
+    # (the same and a radius [T])
 
 
 def _sides(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -234,25 +268,60 @@ def plan_video(seed: int, index: int, config: SyntheticConfig | None = None) -> 
     if not isinstance(config, SyntheticConfig):
         raise ValueError(f"config must be a SyntheticConfig; got {type(config).__name__}")
     case, rng = sample_case(seed, index, config)
+    return plan_from_case(seed, index, config, case, rng)
 
-    # -- cycle and the rendered contour's volumes (labels come from these)
+
+def aortic_opening(phase, heart_rate_bpm: float) -> np.ndarray:
+    """0 shut .. 1 open: the aortic valve opens as ejection starts and shuts as it ends (PLAX's cusps)."""
+    p = np.mod(np.asarray(phase, dtype=np.float64), 1.0)
+    ejection, ramp = ejection_share_of_cycle(heart_rate_bpm), 0.04
+    return np.clip(p / ramp, 0.0, 1.0) * np.clip((ejection - p) / ramp, 0.0, 1.0)
+
+
+def short_axis_tables(case: HeartCase, c: np.ndarray) -> dict:
+    """PSAX's per-frame radius tables [T, PSAX_ANGLES] by angle: endocardium, epicardium, and both at ED."""
+    angle = -np.pi + 2 * np.pi * np.arange(PSAX_ANGLES) / PSAX_ANGLES
+    endo, epi = psax_radii(case, angle[None, :], c[:, None])
+    endo_ref, epi_ref = psax_radii(case, angle[None, :], np.zeros((len(c), 1)))
+    f32 = np.float32
+    return dict(endo=endo.astype(f32), epi=epi.astype(f32), endo_ref=endo_ref.astype(f32), epi_ref=epi_ref.astype(f32))
+
+
+def plan_from_case(seed: int, index: int, config: SyntheticConfig, case: HeartCase, rng: np.random.Generator,
+                   volume_case: HeartCase | None = None) -> VideoPlan:
+    """Steps 2-4 and the static scene of a drawn case (its generator ``rng`` draws on).
+
+    PSAX has no long-axis contour: its volumes, ED/ES and EF are those of ``volume_case`` (the heart's apical
+    pose), and its pixel spacing that pose's, divided by the zoom; it has no tracings.
+    """
     beats = cardiac_phase(case, np.arange(config.frames) / case.fps, unwrapped=True)
     phase = np.mod(beats, 1.0)
     c = contraction(phase, case.heart_rate_bpm)
-    all_tracings = lv_tracings(case, c)
+    short_axis = case.view == "PSAX"
+    contour_case = volume_case if short_axis else case
+    all_tracings = lv_tracings(contour_case, c)
     volumes_px3 = geometry.disc_volume_px3(all_tracings)
     ed_frame, es_frame = ed_es_frames_of_beat(beats, volumes_px3)
     # the pixel spacing that makes the ED disc volume the drawn EDV
     mm_per_pixel = float((case.target_edv_ml * 1000.0 / volumes_px3[ed_frame]) ** (1.0 / 3.0))
+    volumes_ml = volumes_px3 * mm_per_pixel ** 3 / 1000.0
+    if short_axis:  # this view's pixels are the apical pose's, zoomed
+        mm_per_pixel *= contour_case.length_ed / case.length_ed
 
     scene = static_scene(case, rng, config.image_size, QUALITY_LEVELS[case.quality])
     length = lv_length(case, c)  # [T]
-    annulus_left, annulus_right = lv_annulus_half_widths(case, c)
+    if short_axis:
+        tables, leaflets = short_axis_tables(case, c), papillary_muscles(case, c)
+    else:
+        annulus_left, annulus_right = lv_annulus_half_widths(case, c)
+        tables = half_width_tables(case, scene, c, length)
+        leaflets = leaflet_segments(case, length, annulus_left, annulus_right, c,
+                                    mitral_opening(phase, case.heart_rate_bpm))
+        if case.view == "PLAX":
+            leaflets = leaflets + aortic_cusps(case, length, aortic_opening(phase, case.heart_rate_bpm))
     return VideoPlan(
         seed=int(seed), index=int(index), config=config, case=case, rng=rng, scene=scene, phase=phase,
-        contraction=c, length=length, all_tracings=all_tracings,
-        volumes_ml=volumes_px3 * mm_per_pixel ** 3 / 1000.0, ed_frame=ed_frame, es_frame=es_frame,
-        mm_per_pixel=mm_per_pixel, **half_width_tables(case, scene, c, length),
-        leaflets=leaflet_segments(case, length, annulus_left, annulus_right, c,
-                                  mitral_opening(phase, case.heart_rate_bpm)),
+        contraction=c, length=length, all_tracings=None if short_axis else all_tracings,
+        volumes_ml=volumes_ml,
+        ed_frame=ed_frame, es_frame=es_frame, mm_per_pixel=mm_per_pixel, **tables, leaflets=leaflets,
     )

@@ -37,11 +37,11 @@ class SyntheticVideo:
     ed_frame: int
     es_frame: int
     phase: np.ndarray  # float [T], 0 at end-diastole, in [0, 1)
-    tracings: dict[int, np.ndarray]  # {ed_frame, es_frame} -> float [21, 4] (EchoNet convention)
+    tracings: dict[int, np.ndarray]  # {ed_frame, es_frame} -> float [21, 4] (EchoNet convention); PSAX: empty
     labels: np.ndarray  # uint8 [T, H, W], echobook.data.labels.CHAMBER_LABELS: 0 background, 1 LV cavity, ...
     wall_motion: np.ndarray  # int [6]: 0 normal, 1 hypokinetic, 2 akinetic (order: SEGMENTS[view])
     quality: str  # "Good" | "Medium" | "Poor"
-    view: str  # "A4C" | "A2C"
+    view: str  # "A4C" | "A2C", or (echobook.data.synthetic.views) "PLAX" | "PSAX" | "other"
     mm_per_pixel: float
     volumes_ml: np.ndarray = field(repr=False, default=None)  # float [T] disc volume of every frame
     all_tracings: np.ndarray = field(repr=False, default=None)  # float [T, 21, 4] every frame's tracing
@@ -89,7 +89,8 @@ def render_plan(plan: VideoPlan, device=None) -> SyntheticVideo:
         name=video_name(plan.seed, plan.index), frames=frames, fps=case.fps,
         heart_rate_bpm=round(case.heart_rate_bpm, 2), ef_percent=100.0 * (edv - esv) / edv, edv_ml=edv, esv_ml=esv,
         ed_frame=plan.ed_frame, es_frame=plan.es_frame, phase=plan.phase,
-        tracings={f: plan.all_tracings[f].copy() for f in (plan.ed_frame, plan.es_frame)},
+        tracings={} if plan.all_tracings is None else {f: plan.all_tracings[f].copy()
+                                                        for f in (plan.ed_frame, plan.es_frame)},
         labels=labels, wall_motion=case.wall_motion.copy(), quality=case.quality, view=case.view,
         mm_per_pixel=plan.mm_per_pixel, volumes_ml=plan.volumes_ml, all_tracings=plan.all_tracings,
         target_ef_percent=case.target_ef_percent, seed=plan.seed, index=plan.index,
@@ -275,6 +276,8 @@ def _to_device(value, device):
 
     if isinstance(value, (list, tuple)):
         return type(value)(_to_device(item, device) for item in value)
+    if value is None:
+        return None
     if isinstance(value, np.ndarray):
         dtype = np.float32 if np.issubdtype(value.dtype, np.floating) else np.int64
         return torch.from_numpy(np.ascontiguousarray(value, dtype=dtype)).to(device)
