@@ -103,15 +103,23 @@ def train_coreecho(data_dir: str | os.PathLike | None, out: str | os.PathLike, *
     _quiet_fit(stage2, recipe.probe_epochs, out / "stage2", progress)
     if not is_main_process():  # --gpus N: rank 0 alone scores the model and writes the card
         return {}
-    scores, interval, data = _test_and_calibrate(stage2.model, root, preset, mean, std, device)
-    card = new_card(
+    card = coreecho_card(stage2.model, root, preset, recipe, seed, mean, std, device, synthetic=not data_dir)
+    save_with_card(out, stage2.model.state_dict(), card)
+    return card
+
+
+def coreecho_card(model, root: Path, preset, recipe, seed: int, mean: float, std: float, device, *,
+                  synthetic: bool) -> dict:
+    """A trained CoReEcho model's card: TEST scores and the conformal interval calibrated on VAL of the folder
+    ``root``, the recipe, the preprocessing (``mean``, ``std`` of its loaders) and the data's fingerprint. The
+    one card of ``echobook train coreecho`` and of chapter 5's model, so ``echobook predict`` reads either."""
+    scores, interval, data = _test_and_calibrate(model, Path(root), preset, mean, std, device)
+    return new_card(
         method="coreecho", variant=recipe.encoder, size=preset.name, seed=seed,
         model_kwargs=recipe.model_kwargs, mean_ef_percent=data["mean_ef_percent"],
         recipe=dataclasses.asdict(recipe), preprocessing=ef_preprocessing(preset, mean, std, data["fps"]),
-        data={"root": data["root"], "synthetic": not data_dir, "fingerprint": data["fingerprint"]},
+        data={"root": data["root"], "synthetic": bool(synthetic), "fingerprint": data["fingerprint"]},
         metrics=_ef_metrics(scores, interval), conformal=interval)
-    save_with_card(out, stage2.model.state_dict(), card)
-    return card
 
 
 def train_e3net(data_dir: str | os.PathLike | None, out: str | os.PathLike, *, size: str = "auto", seed: int = 0,
