@@ -218,6 +218,27 @@ CLAIMS: tuple[Claim, ...] = (
           "loss curves not in our notes",
           better="recon_heldout_echofm", worse="recon_untrained",
           why_cpu="minutes of pretraining"),
+    # Chapter 9: EchoFM downstream
+    Claim("echofm_views_beat_random", "09_echofm_downstream", "EchoFM (Kim et al. 2024), view identification",
+          "a linear probe on the pretrained EchoFM encoder identifies views better than one on a random encoder",
+          "view-identification results not in our notes",
+          better="view_probe_echofm", worse="view_probe_random", direction="higher",
+          why_cpu="a micro encoder pretrained for minutes; even random video features separate five views well"),
+    Claim("echofm_views_beat_videomae", "09_echofm_downstream", "EchoFM (Kim et al. 2024), view identification",
+          "EchoFM's periodic pretraining gives better view features than plain VideoMAE",
+          "view-identification results not in our notes",
+          better="view_probe_echofm", worse="view_probe_videomae", direction="higher",
+          why_cpu="both pretrained for the same few epochs on a few hundred synthetic videos"),
+    Claim("echofm_fewer_labels", "09_echofm_downstream", "EchoFM (Kim et al. 2024), label efficiency",
+          "with the fewest labels, segmentation from the EchoFM encoder beats segmentation from a random one",
+          "label-efficiency curves not in our notes",
+          better="efficiency_echofm_least", worse="efficiency_random_least", direction="higher",
+          why_cpu="tens of steps a run: the curve shows how fast each start learns, not how few labels it needs"),
+    Claim("simpson_beats_direct", "09_echofm_downstream", "Simpson's rule (the clinical route) vs CoReEcho's direct "
+          "regression", "EF from segmented ED and ES masks by the method of discs is closer to the truth than "
+          "direct regression on the same clips", "EchoFM reports Dice, not EF from masks",
+          better="ef_masks_mae", worse="ef_direct_mae",
+          why_cpu="a direct regressor needs far more videos and steps than a segmenter, whose labels are per pixel"),
     # Chapter 10: Echo-E3Net
     Claim("e3net_learns", "10_echo_e3net", "Echo-E3Net (arXiv 2503.17543)",
           "Echo-E3Net regresses EF well below the mean predictor",
