@@ -28,12 +28,17 @@ CARD_FILE = "card.json"
 CARD_FIELDS = ("method", "variant", "size", "seed", "git_commit", "created", "echobook_version")
 
 
-def model_folder(method: str, size: str, seed: int) -> Path:
+def model_folder(method: str, size: str, seed: int, data_seed: int | None = None) -> Path:
     """Where a chapter keeps a trained model of a size and seed: ``<cache>/models/<method>-<size>-seed<seed>``,
-    beside the synthetic sets (``$ECHOBOOK_CACHE``, else ``echobook-cache`` in the temporary folder)."""
+    beside the synthetic sets (``$ECHOBOOK_CACHE``, else ``echobook-cache`` in the temporary folder).
+
+    A model trained on another synthetic set (``DATA_SEED`` apart from ``SEED``) gets ``-data<data_seed>``
+    after the seed, so that runs of the same seed on two sets (``echobook ledger --data-seed``) never
+    overwrite or load each other's models; ``data_seed`` None or equal to ``seed`` is the plain folder."""
     from echobook.data.synthetic.cache import default_cache_dir
 
-    return default_cache_dir() / "models" / f"{method}-{size}-seed{int(seed)}"
+    own_set = "" if data_seed is None or int(data_seed) == int(seed) else f"-data{int(data_seed)}"
+    return default_cache_dir() / "models" / f"{method}-{size}-seed{int(seed)}{own_set}"
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str:

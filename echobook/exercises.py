@@ -902,6 +902,70 @@ def _(answer):
     ])
 
 
+# --------------------------------------------------------------------------------------------- 11: side by side
+
+@exercise("11.1", "{'rank': the rank of the sample covariance of 32 centred recordings in 256 dimensions, "
+                  "'invertible': True or False, 'smallest_eigenvalue_after_shrinkage': 'zero' or 'positive'}")
+def _(answer):
+    hint = missing_keys(answer, ["rank", "invertible", "smallest_eigenvalue_after_shrinkage"])
+    if hint:
+        return hint
+    from sklearn.covariance import LedoitWolf
+
+    x = np.random.default_rng(11).normal(size=(32, 256))
+    centred = x - x.mean(0)
+    rank = int(np.linalg.matrix_rank(centred.T @ centred / len(x)))
+    smallest = float(np.linalg.eigvalsh(LedoitWolf().fit(x).covariance_).min())
+    return first_wrong([
+        (answer["rank"] == rank, "Compute np.linalg.matrix_rank of the covariance of centred random embeddings."),
+        (answer["invertible"] is (rank == x.shape[1]), "Can a matrix of less than full rank be inverted?"),
+        (answer["smallest_eigenvalue_after_shrinkage"] == ("positive" if smallest > 0 else "zero"),
+         "What does adding a multiple of the identity do to every eigenvalue?"),
+    ])
+
+
+@exercise("11.2", "a function `auroc(d)` (any name): the AUROC of a unit-variance normal score shifted by `d`",
+          stub="def auroc(d):\n    ...  # your formula\n\n\nanswer = auroc")
+def _(answer):
+    from scipy.stats import norm
+
+    if not callable(answer):
+        return "Give the function itself (answer = auroc)."
+    for d in (0.0, 0.5, 1.0, 2.0, 3.0):
+        if not close(answer(d), float(norm.cdf(d / math.sqrt(2))), 1e-3):
+            return (f"auroc({d}) is off. The AUROC is the chance that a shifted score exceeds an in-distribution one: "
+                    "what is the distribution of their difference?")
+    return None
+
+
+@exercise("11.3", "{'assumption': 'independent errors', 'normal errors', 'exchangeable' or 'an unbiased model', "
+                  "'remedy': 'retrain the model', 'widen the interval by 10 %' or 'recalibrate on the new recordings'}")
+def _(answer):
+    hint = missing_keys(answer, ["assumption", "remedy"])
+    if hint:
+        return hint
+    return first_wrong([
+        (answer["assumption"] == "exchangeable", "Split conformal assumes nothing about the model or the errors' "
+                                                 "shape: what must hold between the calibration and the new "
+                                                 "recordings?"),
+        (answer["remedy"] == "recalibrate on the new recordings", "The model need not change; what was measured on "
+                                                                  "the wrong recordings?"),
+    ])
+
+
+@exercise("11.4", "the `echobook run ...` command line (a string)")
+def _(answer):
+    if not isinstance(answer, str):
+        return "Give the command line as one string."
+    stem, parameters, out = parse_run_command(answer)
+    return first_wrong([
+        (int(stem.split("_")[0]) == 11, "Run chapter 11."),
+        (parameters.get("SIZE") == "small", "Run it at the `small` size."),
+        (parameters.get("SEED") == 1, "Set the SEED parameter (`-p NAME VALUE`) to the seed asked for."),
+        (str(out).rstrip("/") == "runs", "Write into the folder `runs` (`--out`)."),
+    ])
+
+
 # --------------------------------------------------------------------------------------------- 13: the ledger
 
 @exercise("13.1", "the fewest seeds (an int) whose 95 % t interval of the mean gap excludes 0, for a mean gap "

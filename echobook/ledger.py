@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -349,9 +350,11 @@ def run_ledger(chapters, size: str, seeds, out_dir="results", *, runs_dir=None, 
             _report(records[-1], progress)
     table = ledger_table(records)
     ledger_path = out_dir / f"ledger-{size}.csv"
+    if ledger_path.is_file():  # a ledger grows chapter by chapter: keep the runs this call did not redo
+        table = merge_ledgers(read_ledger(ledger_path), table)
     _write_csv(table, ledger_path)
     summary_path = out_dir / f"ledger-{size}-summary.csv"
-    _write_csv(summarise(table, claims_for(n.stem for n in notebooks) if claims is CLAIMS else claims), summary_path)
+    _write_csv(summarise(table, claims_for(set(table["chapter"])) if claims is CLAIMS else claims), summary_path)
     return ledger_path, summary_path
 
 
@@ -381,6 +384,21 @@ def ledger_table(records) -> pd.DataFrame:
         rows += [{**base, "name": name, "value": value} for name, value in glued.items()
                  if r.get("status") == "ok"]
     return pd.DataFrame(rows, columns=LEDGER_COLUMNS, dtype=object)  # object: a glued int stays an int
+
+
+def _run_keys(table: pd.DataFrame) -> pd.Series:
+    """One key per run (chapter, seed, data seed), alike whether the table was just made or read back."""
+    data_seed = table["data_seed"].map(lambda v: "" if v is None or str(v) in ("", "None", "nan") else str(int(float(v))))
+    return table["chapter"].astype(str) + "|" + table["seed"].astype(int).astype(str) + "|" + data_seed
+
+
+def merge_ledgers(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """``old``'s runs that ``new`` does not hold, then ``new``'s: running chapters 9 and 10 after 2 to 6 adds
+    to the ledger instead of replacing it, and a rerun run replaces its old rows."""
+    kept = old[~_run_keys(old).isin(set(_run_keys(new)))]
+    merged = pd.concat([kept.astype(object), new.astype(object)], ignore_index=True)
+    order = merged.assign(_seed=merged["seed"].astype(int)).sort_values(["chapter", "_seed"], kind="stable").index
+    return merged.loc[order].reset_index(drop=True)
 
 
 def read_ledger(path) -> pd.DataFrame:
@@ -485,6 +503,41 @@ def summarise(table: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
     ran = set(table.loc[table["status"] == "ok", "chapter"])
     rows = [summarise_claim(table, claim) for claim in claims if claim.chapter in ran]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+# --- the chapters' prose -----------------------------------------------------------------------------
+
+# How a chapter's prose cites the ledger, e.g. "(ledger `two_clips_beat_one`: 4 of 5 seeds at `small`)": one form,
+# so that a test can hold every citation to the committed summary and the prose cannot drift from the data.
+CITATION = re.compile(r"ledger `(?P<claim>[a-z0-9_]+)`: (?P<agree>\d+) of (?P<seeds>\d+) seeds at "
+                      r"`(?P<size>smoke|small|full)`")
+
+
+def citation(summary_row, size: str) -> str:
+    """How a chapter cites one row of the ``size`` ledger's summary, in the form :data:`CITATION` reads back."""
+    return (f"ledger `{summary_row['claim']}`: {int(summary_row['seeds_agree'])} of {int(summary_row['n_seeds'])} "
+            f"seeds at `{size}`")
+
+
+def check_citations(text: str, summaries: dict, where: str = "text") -> list[str]:
+    """Every ledger citation in ``text`` held to ``summaries`` (size -> summary table): a list of what is
+    wrong (an unknown claim, a size with no committed ledger, k or n that differ), empty when all agree."""
+    problems = []
+    for match in CITATION.finditer(text):
+        claim, size = match["claim"], match["size"]
+        summary = summaries.get(size)
+        if summary is None:
+            problems.append(f"{where}: cites the {size} ledger, which is not committed (results/ledger-{size}-summary.csv)")
+            continue
+        rows = summary[summary["claim"] == claim]
+        if rows.empty:
+            problems.append(f"{where}: cites claim {claim!r}, which the {size} ledger does not hold")
+            continue
+        row = rows.iloc[0]
+        if (int(match["agree"]), int(match["seeds"])) != (int(row["seeds_agree"]), int(row["n_seeds"])):
+            problems.append(f"{where}: says {match[0]!r}, the {size} ledger has {int(row['seeds_agree'])} of "
+                            f"{int(row['n_seeds'])}")
+    return problems
 
 
 # --- the command ------------------------------------------------------------------------------------

@@ -162,6 +162,20 @@ def test_the_encoder_is_saved_with_its_card_and_loads_back(tmp_path):
     with pytest.raises(CheckpointError, match="norm.weight"):
         echofm.load_pretrained_encoder(path=tmp_path / "broken.pth")
     assert echofm.pretrained_encoder_path("small", 2).name == "echofm-small-seed2"
+    assert echofm.pretrained_encoder_path("small", 2, data_seed=2).name == "echofm-small-seed2"  # DATA_SEED follows SEED
+    assert echofm.pretrained_encoder_path("small", 2, data_seed=0).name == "echofm-small-seed2-data0"
+
+
+def test_a_model_of_another_synthetic_set_has_its_own_folder():
+    from echobook.cards import model_folder
+    from echobook.config import setup
+    from echobook.methods import e3net
+
+    cfg = setup("smoke", "", 1, "cpu", data_seed=0, verbose=False)
+    folders = {model_folder("coreecho", "smoke", 1), model_folder("coreecho", "smoke", 1, cfg.data_seed),
+               model_folder("coreecho", "smoke", 1, 1), e3net.model_folder("smoke", 1, 0)}
+    assert {f.name for f in folders} == {"coreecho-smoke-seed1", "coreecho-smoke-seed1-data0", "e3net-smoke-seed1-data0"}
+    assert echofm.videomae_encoder_path("smoke", 1, 0) != echofm.videomae_encoder_path("smoke", 1)
 
 
 def test_every_size_has_a_recipe_whose_clips_fit_its_encoder():

@@ -190,3 +190,65 @@ def test_a_verdict_needs_the_t_interval_to_agree_with_the_bootstrap():
     assert ledger.verdict_interval(gaps) == pytest.approx((t_low, max(t_high, ledger.bootstrap_interval(gaps)[1])))
     assert ledger.verdict(5, *ledger.verdict_interval(gaps)) == "undecided at 5 seeds"
     assert ledger.verdict(5, *ledger.verdict_interval(gaps + 3.0)) == "holds"
+
+
+# --- the chapters' prose cites the committed ledger -------------------------------------------------
+
+def committed_summaries() -> dict:
+    return {size: pd.read_csv(REPO / "results" / f"ledger-{size}-summary.csv") for size in ("smoke", "small", "full")
+            if (REPO / "results" / f"ledger-{size}-summary.csv").is_file()}
+
+
+def test_every_citation_in_the_chapters_matches_the_committed_ledger():
+    summaries = committed_summaries()
+    cited, problems = 0, []
+    for path in sorted((REPO / "book").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        cited += len(ledger.CITATION.findall(text))
+        problems += ledger.check_citations(text, summaries, where=path.name)
+    assert not problems, "\n".join(problems)
+    assert cited >= 10, f"the chapters cite the ledger {cited} times; their seed-dependent findings should cite it"
+
+
+def test_check_citations_catches_a_wrong_count_an_unknown_claim_and_a_missing_size():
+    summary = pd.DataFrame([{"claim": "two_clips_beat_one", "seeds_agree": 4, "n_seeds": 5}])
+    right = ledger.citation(summary.iloc[0], "small")
+    assert right == "ledger `two_clips_beat_one`: 4 of 5 seeds at `small`"
+    assert ledger.check_citations(f"As the ({right}) shows.", {"small": summary}) == []
+    problems = ledger.check_citations("ledger `two_clips_beat_one`: 5 of 5 seeds at `small`; "
+                                      "ledger `no_such_claim`: 1 of 5 seeds at `small`; "
+                                      "ledger `two_clips_beat_one`: 4 of 5 seeds at `full`",
+                                      {"small": summary}, where="ch.ipynb")
+    assert len(problems) == 3
+    assert "has 4 of 5" in problems[0] and "'no_such_claim'" in problems[1] and "full ledger" in problems[2]
+    assert all(p.startswith("ch.ipynb: ") for p in problems)
+
+
+@pytest.mark.slow
+def test_a_later_ledger_adds_to_the_committed_one(toy_book):
+    out = toy_book / "results"
+    out.mkdir()
+    committed = pd.DataFrame([{"chapter": "91_other", "size": "smoke", "seed": seed, "data_seed": "", "status": "ok",
+                               "wall_s": 1.0, "cpu_s": 1.0, "code": "old", "name": "x", "value": "1.5"}
+                              for seed in (0, 1)] +
+                             [{"chapter": "00_toy", "size": "smoke", "seed": 1, "data_seed": "", "status": "ok",
+                               "wall_s": 1.0, "cpu_s": 1.0, "code": "old", "name": "good_mae", "value": "99"}])
+    ledger._write_csv(committed, out / "ledger-smoke.csv")
+    ledger_path, summary_path = run_ledger(["0"], "smoke", 2, out, root=toy_book, claims=TOY_CLAIMS, progress=None)
+    after = ledger.read_ledger(ledger_path)
+    assert list(after.loc[after.chapter == "91_other", "seed"].astype(int)) == [0, 1]  # another chapter's runs kept
+    toy = after[after.chapter == "00_toy"]
+    assert sorted(set(toy["seed"].astype(int))) == [0, 1] and "99" not in set(toy["value"])  # seed 1 rerun replaced
+    assert len(toy) == 2 * 3  # two seeds, three glued values each, none doubled
+    assert set(pd.read_csv(summary_path)["claim"]) == {c.id for c in TOY_CLAIMS}
+
+
+def test_merge_ledgers_keys_runs_alike_whether_made_or_read_back():
+    made = ledger.ledger_table([{"chapter": "05_coreecho", "size": "small", "seed": 2, "data_seed": None,
+                                 "status": "ok", "wall_s": 1, "cpu_s": 1, "code": "a", "glued": {"m": 1.0}}])
+    read_back = made.assign(data_seed="", seed="2", value="7.0")
+    merged = ledger.merge_ledgers(read_back, made)
+    assert len(merged) == 1 and merged["value"].iloc[0] == 1.0
+    other_data_seed = made.assign(data_seed=0)
+    assert len(ledger.merge_ledgers(read_back, other_data_seed)) == 2  # a DATA_SEED run is another run

@@ -40,6 +40,14 @@ def test_stored_without_outputs(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_its_own_id(notebook):
+    # nbformat 4.5 cells carry ids; a cell added without one makes papermill warn on every run (a future error)
+    ids = [cell.get("id") for cell in load(notebook)["cells"]]
+    assert None not in ids, f"{notebook.name}: cell {ids.index(None)} has no id"
+    assert len(set(ids)) == len(ids), f"{notebook.name}: two cells share an id"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_has_one_parameters_cell_with_the_four_parameters(notebook):
     tagged = [c for c in load(notebook)["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{notebook.name}: exactly one cell must be tagged 'parameters'"

@@ -168,6 +168,10 @@ WRONG = {
     "10.2": {"landmark_error": "rises", "ef_by_discs": "closer to the labels"},
     "10.3": {"biplane_discs_for_1pct": 20, "single_plane_limit": 1.0},
     "10.4": ["echobook bench --cost-clip smoke", "echobook bench --cost-clip smoke --cpu-threads 1"],
+    "11.1": {"rank": 32, "invertible": False, "smallest_eigenvalue_after_shrinkage": "positive"},  # centring costs one
+    "11.2": lambda d: 0.5 + d / 4,  # linear in d, not the normal CDF
+    "11.3": {"assumption": "normal errors", "remedy": "recalibrate on the new recordings"},
+    "11.4": "echobook run 11 --size smoke -p SEED 1 --out runs",
     "12.1": "echobook synth dicom out --videos 3 --colour MONOCHROME2",  # the region tags kept
     "12.2": {"fewest_calibration_videos": 10, "rank_used_at_19": 18},  # ceil(n * 0.9), not ceil((n + 1) * 0.9)
     "12.3": {"frames_per_beat": 40, "beats_per_clip": 36 * 4 / 40},  # frames x stride, not (frames - 1) x stride

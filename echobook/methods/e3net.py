@@ -384,11 +384,11 @@ def evaluate_e3net(model: nn.Module, loader, frame_pixels: int | None = None) ->
 
 # --------------------------------------------------------------------------------------------- saving
 
-def model_folder(size: str, seed: int) -> Path:
+def model_folder(size: str, seed: int, data_seed: int | None = None) -> Path:
     """Where chapter 10 keeps its trained model: :func:`echobook.cards.model_folder` of ``e3net``."""
     from echobook.cards import model_folder as folder_of
 
-    return folder_of(METHOD, size, seed)
+    return folder_of(METHOD, size, seed, data_seed)
 
 
 def e3net_card(model: E3Net, *, variant: str, size: str, seed: int, metrics: dict, normalisation: tuple[float, float],

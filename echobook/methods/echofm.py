@@ -511,20 +511,21 @@ def reconstruction_loss(model: EchoFMModel, clips: torch.Tensor, *, batch_size: 
 
 # --------------------------------------------------------------------------------------------- the saved encoder
 
-def pretrained_encoder_path(size: str, seed: int) -> Path:
+def pretrained_encoder_path(size: str, seed: int, data_seed: int | None = None) -> Path:
     """The folder chapter 8 saves its encoder in (:func:`echobook.cards.model_folder` of ``echofm``)."""
     from echobook.cards import model_folder
 
-    return model_folder("echofm", size, seed)
+    return model_folder("echofm", size, seed, data_seed)
 
 
 def save_pretrained_encoder(model: EchoFMModel, *, size: str, seed: int, variant: str, recipe_used: EchoFMRecipe,
-                            path: str | Path | None = None, extra: dict | None = None) -> Path:
+                            path: str | Path | None = None, extra: dict | None = None,
+                            data_seed: int | None = None) -> Path:
     """Write the encoder's weights and its card (:mod:`echobook.cards`: size, seed, commit, variant, recipe,
     config) atomically into the folder ``path`` (default :func:`pretrained_encoder_path`); returns the folder."""
     from echobook.cards import new_card, save_with_card
 
-    folder = Path(path) if path is not None else pretrained_encoder_path(size, seed)
+    folder = Path(path) if path is not None else pretrained_encoder_path(size, seed, data_seed)
     card = new_card(method="EchoFM" if model.periodic else "VideoMAE", variant=variant, size=size, seed=seed,
                     encoder=recipe_used.encoder, masking=model.masking, mask_ratio=model.mask_ratio,
                     positives=model.positives, recipe=asdict(recipe_used), config=asdict(model.encoder.config),
@@ -534,14 +535,16 @@ def save_pretrained_encoder(model: EchoFMModel, *, size: str, seed: int, variant
 
 
 def load_pretrained_encoder(size: str | Settings = "auto", seed: int | None = None, *,
-                            path: str | Path | None = None) -> tuple[VideoViT, dict]:
+                            path: str | Path | None = None, data_seed: int | None = None) -> tuple[VideoViT, dict]:
     """The encoder chapter 8 saved for a size and seed (or at ``path``), and its card. Chapter 9:
     ``encoder, card = echofm.load_pretrained_encoder(cfg)``. A missing file raises FileNotFoundError
     saying which chapter makes it; a file of another architecture a CheckpointError before any weight loads."""
     if path is None:
         name = size.size if isinstance(size, Settings) else resolve_size(size)
         seed = (size.seed if isinstance(size, Settings) else 0) if seed is None else seed
-        path = pretrained_encoder_path(name, seed)
+        if data_seed is None and isinstance(size, Settings):
+            data_seed = size.data_seed
+        path = pretrained_encoder_path(name, seed, data_seed)
     from echobook.cards import MODEL_FILE, read_with_card
 
     path = Path(path)
@@ -960,11 +963,11 @@ def ef_agreement(pred_ef_percent, true_ef_percent) -> dict:
 
 # --------------------------------------------------------------------------------------------- the three starts
 
-def videomae_encoder_path(size: str, seed: int) -> Path:
+def videomae_encoder_path(size: str, seed: int, data_seed: int | None = None) -> Path:
     """Where chapter 9 keeps the plain VideoMAE encoder it pretrains (chapter 8 saves EchoFM's only)."""
     from echobook.cards import model_folder
 
-    return model_folder(VIDEOMAE_ENCODER_METHOD, size, seed)
+    return model_folder(VIDEOMAE_ENCODER_METHOD, size, seed, data_seed)
 
 
 @functools.lru_cache(maxsize=1)
@@ -1009,7 +1012,7 @@ def downstream_encoder(start: str, size: str, seed: int, *, r_pre: EchoFMRecipe 
         torch.manual_seed(seed)
         return VideoViT(r_pre.config), {"note": "randomly initialised", "epochs": 0}
     periodic = start == "EchoFM"
-    path = pretrained_encoder_path(size, seed) if periodic else videomae_encoder_path(size, seed)
+    path = (pretrained_encoder_path if periodic else videomae_encoder_path)(size, seed, data_seed)
     try:
         encoder, card = load_pretrained_encoder(path=path)
         epochs = int(card.get("recipe", {}).get("epochs", -1))
@@ -1081,14 +1084,15 @@ def label_efficiency(train: DownstreamSet, valid: DownstreamSet, test: Downstrea
 # --------------------------------------------------------------------------------------------- the saved segmenter
 
 def save_segmentation_model(model, *, size: str, seed: int, encoder_start: str, metrics: dict,
-                            clip_fps: float, path: str | Path | None = None, extra: dict | None = None) -> Path:
+                            clip_fps: float, path: str | Path | None = None, extra: dict | None = None,
+                            data_seed: int | None = None) -> Path:
     """The segmentation model (encoder and UNETR decoder) with its card (method ``echofm-seg``, the decoder's
     config, size, seed, commit, preprocessing, metrics) in ``model_folder("echofm-seg", size, seed)``; returns the
     folder. :func:`build_segmentation_model` rebuilds it from the card (``echobook.runs.load_trained``)."""
     from echobook.cards import model_folder, new_card, save_with_card
     from echobook.data.labels import CHAMBER_LABELS
 
-    folder = Path(path) if path is not None else model_folder(SEGMENTATION_METHOD, size, seed)
+    folder = Path(path) if path is not None else model_folder(SEGMENTATION_METHOD, size, seed, data_seed)
     config = model.config
     card = new_card(method=SEGMENTATION_METHOD, variant=f"unetr over {encoder_start}", size=size, seed=seed,
                     config=asdict(config), encoder_start=encoder_start, architecture=describe_model(model),
