@@ -376,6 +376,28 @@ def test_explorer_in_colab_says_the_scatter_is_plain(monkeypatch):
     assert explorer._figure_widget is None and "Colab" in explorer.notice.value
 
 
+def test_a_batch_run_explorer_holds_no_output_widget(monkeypatch):
+    # papermill / Jupyter Book: nbclient syncing an Output widget back to the kernel can hang the run
+    # (jupyter/nbclient#312); the notice says why the scatter is not there, the static twin shows it
+    import ipywidgets as widgets
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(wd, "in_colab", lambda: False)
+    explorer = tiny_explorer()
+    explorer.select(2)
+    box = explorer.widget
+
+    def descendants(widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from descendants(child)
+
+    assert not any(isinstance(w, widgets.Output) for w in descendants(box))
+    assert explorer.notice.value == f"<small>{wd.NO_FRONT_END}</small>"
+    explorer.set_colour("error")  # the controls still work, with nothing to redraw
+    assert explorer.colour_by == "error" and explorer._plain_output is None
+
+
 def test_explorer_with_anywidget_is_live_and_recolours_in_place(monkeypatch):
     monkeypatch.setenv("JPY_SESSION_NAME", "chapter.ipynb")  # a kernel started by JupyterLab
     explorer = tiny_explorer()

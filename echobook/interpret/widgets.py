@@ -369,6 +369,13 @@ class EmbeddingExplorer:
             if self.plot == "figurewidget":
                 raise RuntimeError(f"plotly's FigureWidget is not available here: {html.unescape(why)}")
             self.notice.value = f"<small>{why}</small>" if why else ""
+            if why == NO_FRONT_END:
+                # No reader sees a redrawn figure in a batch run, and an Output widget there is worse than
+                # useless: nbclient sends its captured outputs back to the kernel on the shell channel while
+                # it waits for the cell's reply, and now and then never sees the cell end (jupyter/nbclient#312:
+                # chapter 6 at `small` hung in 2 runs of 2, a toy explorer in 1 run of 3). The chapter's static
+                # twin shows the scatter instead.
+                return widgets.HTML("")
             self._plain_output = widgets.Output()
             self._redraw_plain_figure()
             return self._plain_output
