@@ -509,8 +509,8 @@ def summarise(table: pd.DataFrame, claims=CLAIMS) -> pd.DataFrame:
 
 # How a chapter's prose cites the ledger, e.g. "(ledger `two_clips_beat_one`: 4 of 5 seeds at `small`)": one form,
 # so that a test can hold every citation to the committed summary and the prose cannot drift from the data.
-CITATION = re.compile(r"ledger `(?P<claim>[a-z0-9_]+)`: (?P<agree>\d+) of (?P<seeds>\d+) seeds at "
-                      r"`(?P<size>smoke|small|full)`")
+CITATION = re.compile(r"ledger\s+`(?P<claim>[a-z0-9_]+)`:\s+(?P<agree>\d+)\s+of\s+(?P<seeds>\d+)\s+seeds\s+at\s+"
+                      r"`(?P<size>smoke|small|full)`")  # \s+: prose wraps lines anywhere
 
 
 def citation(summary_row, size: str) -> str:
@@ -535,7 +535,7 @@ def check_citations(text: str, summaries: dict, where: str = "text") -> list[str
             continue
         row = rows.iloc[0]
         if (int(match["agree"]), int(match["seeds"])) != (int(row["seeds_agree"]), int(row["n_seeds"])):
-            problems.append(f"{where}: says {match[0]!r}, the {size} ledger has {int(row['seeds_agree'])} of "
+            problems.append(f"{where}: says {' '.join(match[0].split())!r}, the {size} ledger has {int(row['seeds_agree'])} of "
                             f"{int(row['n_seeds'])}")
     return problems
 

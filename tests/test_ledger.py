@@ -223,6 +223,8 @@ def test_check_citations_catches_a_wrong_count_an_unknown_claim_and_a_missing_si
     assert len(problems) == 3
     assert "has 4 of 5" in problems[0] and "'no_such_claim'" in problems[1] and "full ledger" in problems[2]
     assert all(p.startswith("ch.ipynb: ") for p in problems)
+    wrapped = "(ledger `two_clips_beat_one`:\n3 of 5 seeds\nat `small`)"  # prose wraps lines inside a citation
+    assert len(ledger.check_citations(wrapped, {"small": summary})) == 1
 
 
 @pytest.mark.slow
