@@ -132,3 +132,26 @@ def test_load_pretrained_head_kept_when_it_fits():
     torch.testing.assert_close(target.head.weight, source.head.weight)
     with pytest.raises(CheckpointMismatchError, match="missing"):
         load_pretrained(create_model("uniformer_xxs", num_classes=3), create_model("uniformer_xxs").state_dict())
+
+
+@pytest.mark.parametrize("kernel, shape", [(3, (2, 4, 5, 6, 7)), (5, (1, 3, 4, 9, 8)), (5, (2, 2, 1, 5, 5))])
+def test_depthwise_conv3d_temporal_taps_equal_conv3d(kernel, shape):
+    """The GPU path (k depthwise Conv2d over temporal taps) gives Conv3d's output and gradients, forced on a CPU."""
+    torch.manual_seed(0)
+    conv = U.DepthwiseConv3d(shape[1], kernel)
+    x = torch.randn(shape, requires_grad=True)
+    expected = torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=kernel // 2, groups=shape[1])
+    grads_expected = torch.autograd.grad(expected.square().sum(), (x, conv.weight, conv.bias))
+    conv.temporal_taps = True
+    taps = conv(x)
+    grads_taps = torch.autograd.grad(taps.square().sum(), (x, conv.weight, conv.bias))
+    torch.testing.assert_close(taps, expected, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads_taps, grads_expected):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_depthwise_conv3d_uses_conv3d_on_a_cpu(monkeypatch):
+    conv = U.DepthwiseConv3d(4, 3)
+    monkeypatch.setattr(conv, "forward_taps", lambda x: pytest.fail("taps on a CPU tensor"))
+    assert conv(torch.randn(1, 4, 3, 5, 5)).shape == (1, 4, 3, 5, 5)
+    assert isinstance(create_model("uniformer_xxs").blocks1[0].attn, U.DepthwiseConv3d)

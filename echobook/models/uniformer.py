@@ -116,8 +116,41 @@ class PatchMerge(nn.Module):
         return self.norm(self.proj(x))
 
 
-def depthwise_conv3d(dim: int, kernel: int) -> nn.Conv3d:
-    return nn.Conv3d(dim, dim, kernel_size=kernel, padding=kernel // 2, groups=dim)
+class DepthwiseConv3d(nn.Conv3d):
+    """A ``k x k x k`` depthwise Conv3d ("same" padding) that on a GPU runs as ``k`` depthwise Conv2d, one per
+    temporal tap, summed over the shifted frames.
+
+    Why: cuDNN has no fast kernel for depthwise 3-D convolutions. On an H200 (torch 2.11, bf16 autocast, batch 32
+    of 36x112x112) its weight-gradient kernel took 80 % of UniFormer-S's training step, which ran at 66 clips/s;
+    the same arithmetic as 2-D taps ran at 186 clips/s (``benchmarks/profile_dwconv.py``,
+    ``results/2026-11-30-nvidia-h200/``). On a CPU the plain Conv3d is a little faster, so it stays there. The
+    parameters are the Conv3d's, so checkpoints load unchanged.
+    """
+
+    def __init__(self, dim: int, kernel: int):
+        super().__init__(dim, dim, kernel_size=kernel, padding=kernel // 2, groups=dim)
+        self.temporal_taps: bool | None = None  # None: taps on a GPU only; True/False: always/never (tests)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        use_taps = x.is_cuda if self.temporal_taps is None else self.temporal_taps
+        return self.forward_taps(x) if use_taps else super().forward(x)
+
+    def forward_taps(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, frames, height, width = x.shape
+        kernel = self.kernel_size[0]
+        pad = kernel // 2
+        padded = F.pad(x, (0, 0, 0, 0, pad, pad)).transpose(1, 2)  # [B, T + k - 1, C, H, W]
+        out = None
+        for tap in range(kernel):  # output frame t sees padded frames t .. t + k - 1
+            window = padded[:, tap:tap + frames].reshape(batch * frames, channels, height, width)
+            term = F.conv2d(window, self.weight[:, :, tap], self.bias if tap == 0 else None, padding=pad,
+                            groups=channels)
+            out = term if out is None else out + term
+        return out.reshape(batch, frames, channels, height, width).transpose(1, 2)
+
+
+def depthwise_conv3d(dim: int, kernel: int) -> DepthwiseConv3d:
+    return DepthwiseConv3d(dim, kernel)
 
 
 class ConvMlp(nn.Module):
