@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_parser(subparsers)
     from echobook.ledger import add_ledger_parser
     add_ledger_parser(subparsers)
+    from echobook.bookbuild import add_book_execute_parser
+    add_book_execute_parser(subparsers)
     return parser
 
 
