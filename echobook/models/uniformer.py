@@ -135,7 +135,8 @@ class DepthwiseConv3d(nn.Conv3d):
         use_taps = x.is_cuda if self.temporal_taps is None else self.temporal_taps
         return self.forward_taps(x) if use_taps else super().forward(x)
 
-    def forward_taps(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_taps(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """``channels_last``: the 2-D convolutions on NHWC frames (a candidate to measure, not yet the default)."""
         batch, channels, frames, height, width = x.shape
         kernel = self.kernel_size[0]
         pad = kernel // 2
@@ -143,6 +144,8 @@ class DepthwiseConv3d(nn.Conv3d):
         out = None
         for tap in range(kernel):  # output frame t sees padded frames t .. t + k - 1
             window = padded[:, tap:tap + frames].reshape(batch * frames, channels, height, width)
+            if channels_last:
+                window = window.contiguous(memory_format=torch.channels_last)
             term = F.conv2d(window, self.weight[:, :, tap], self.bias if tap == 0 else None, padding=pad,
                             groups=channels)
             out = term if out is None else out + term
