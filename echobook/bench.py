@@ -1,5 +1,5 @@
-"""``echobook bench``: what one CoReEcho training step costs, and what Echo-E3Net and UniFormer-S cost at
-inference, measured in one run.
+"""``echobook bench``: what one CoReEcho training step costs, and what Echo-E3Net, UniFormer-S and R(2+1)D-18 cost
+at inference, measured in one run.
 
 1. Training clips per second of a UniFormer stage-1 step (two clips per video, RnC + L1 through the
    stop-gradient, AdamW step), in float32 and, on CUDA, under bfloat16 autocast. On a CPU the
@@ -10,10 +10,10 @@ inference, measured in one run.
 3. The data path's clips per second (a two-clip ``ClipDataLoader`` over random uint8 videos held in
    memory, normalised and shifted on the device) against the training step's: above 1, the loader
    keeps up.
-4. The inference cost of Echo-E3Net (chapter 10) and chapter 5's UniFormer-S side by side, at batch 1
-   on 2 CPU threads (the point-of-care setting): latency per clip, parameters and multiply-adds, at
+4. The inference cost of Echo-E3Net (chapter 10), chapter 5's UniFormer-S and EchoNet-Dynamic's R(2+1)D-18
+   (torchvision's architecture: the yardstick with published GPU figures) side by side, at batch 1 on 2 CPU threads (the point-of-care setting): latency per clip, parameters and multiply-adds, at
    the paper-scale clip (36x112x112) unless ``--cost-clip`` says otherwise; and, on CUDA, the GPU
-   throughput of both at batch 16. The models are timed alternately in one run, so their ratio holds
+   throughput of each at batch 16. The models are timed alternately in one run, so their ratio holds
    even on a busy machine whose absolute timings are inflated.
 
 :mod:`echobook.cli` registers the command with :func:`add_bench_parser`.
@@ -33,7 +33,8 @@ import torch
 RNC_SAMPLES = 32  # 2N: 16 videos x 2 clips, CoReEcho's stage-1 batch
 WARMUP_STEPS = 2  # untimed steps first: allocator, autotuning, first-call overheads
 COST_CPU_THREADS = 2  # the issue's point-of-care setting: a 2-core CPU
-COST_MODELS = (("Echo-E3Net", "e3net_s"), ("UniFormer-S", "uniformer_s"))  # chapter 10 against chapter 5
+# chapter 10 against chapter 5, and EchoNet-Dynamic's R(2+1)D-18 as the yardstick any machine can rerun beside them
+COST_MODELS = (("Echo-E3Net", "e3net_s"), ("UniFormer-S", "uniformer_s"), ("R(2+1)D-18", "r2plus1d_18"))
 GPU_THROUGHPUT_BATCH = 16
 REAL_TIME_MS = 1000.0 / 30  # thirty clips a second
 
@@ -249,8 +250,8 @@ def model_costs(models: dict[str, torch.nn.Module], clip_shape: tuple[int, int, 
 
 def cost_comparison(cost_clip: str = "full", device: torch.device | None = None, steps: int = 5,
                     cpu_threads: int = COST_CPU_THREADS) -> dict:
-    """:func:`model_costs` of :data:`COST_MODELS` (Echo-E3Net's paper-scale variant and UniFormer-S, randomly
-    initialised: the cost does not depend on the weights) at the ``cost_clip`` preset's clip, gray input."""
+    """:func:`model_costs` of :data:`COST_MODELS` (Echo-E3Net's paper-scale variant, UniFormer-S and R(2+1)D-18,
+    randomly initialised: the cost does not depend on the weights) at the ``cost_clip`` preset's clip, gray input."""
     from echobook.config import PRESETS
     from echobook.models import create_model
 
