@@ -23,10 +23,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-# stem -> the chapters whose saved models it loads (chapter 9: chapter 8's encoder; chapter 11: the three methods)
+# stem -> the chapters whose saved models it loads (chapter 9: chapter 8's encoder; chapter 11: the three methods;
+# Appendix A: chapter 10's Echo-E3Net)
 CHAPTER_NEEDS: dict[str, tuple[str, ...]] = {
     "09_echofm_downstream": ("08_echofm_pretraining",),
     "11_side_by_side": ("05_coreecho", "09_echofm_downstream", "10_echo_e3net"),
+    "12_your_own_echo": ("10_echo_e3net",),
 }
 CACHE_FOLDER = Path("_build") / ".jupyter_cache"  # Jupyter Book 1's default (execute.cache unset)
 TIMES_FILE = Path("_build") / "chapter-seconds.csv"

@@ -48,8 +48,9 @@ def _training_setup(data_dir, size: str, seed: int, device: str):
     return preset, root, device
 
 
-def _scored(model, root: Path, preset, split: str, mean: float, std: float, device):
-    """Per-video EF of ``model`` on one split, the preset's fixed test clips averaged (the chapters' protocol)."""
+def scored_split(model, root: Path, preset, split: str, mean: float, std: float, device):
+    """Per-video EF of ``model`` on one split, the preset's fixed test clips averaged (the chapters' protocol):
+    :func:`echobook.training.evaluate`'s dict. Chapter 10 calibrates its saved model's interval with it."""
     from echobook.data.clips import echonet_split, eval_dataloader
     from echobook.training import evaluate
 
@@ -64,15 +65,16 @@ def _test_and_calibrate(model, root: Path, preset, mean: float, std: float, devi
     description for the card (its root, fingerprint, median frame rate)."""
     from echobook.data.clips import echonet_split
 
-    scores = _scored(model, root, preset, "TEST", mean, std, device)
-    interval = conformal_interval(_scored(model, root, preset, "VAL", mean, std, device), scores)
+    scores = scored_split(model, root, preset, "TEST", mean, std, device)
+    interval = conformal_interval(scored_split(model, root, preset, "VAL", mean, std, device), scores)
     train = echonet_split(root, ("TRAIN", "VAL"))  # what the model saw: its fingerprint and frame rate
     data = {"root": str(root), "fingerprint": _fingerprint(train), "fps": float(np.nanmedian(train.fps)),
             "mean_ef_percent": float(np.mean(train.subset("TRAIN").ef_percent))}
     return scores, interval, data
 
 
-def _ef_metrics(scores, interval: dict) -> dict:
+def ef_card_metrics(scores, interval: dict) -> dict:
+    """The EF metrics every EF model's card holds (``echobook predict`` and Appendix A read them)."""
     return {"test_videos": scores["videos"], "mae": scores["mae"], "rmse": scores["rmse"], "r2": scores["r2"],
             "test_interval_coverage": interval["test_coverage"]}
 
@@ -119,7 +121,7 @@ def coreecho_card(model, root: Path, preset, recipe, seed: int, mean: float, std
         model_kwargs=recipe.model_kwargs, mean_ef_percent=data["mean_ef_percent"],
         recipe=dataclasses.asdict(recipe), preprocessing=ef_preprocessing(preset, mean, std, data["fps"]),
         data={"root": data["root"], "synthetic": bool(synthetic), "fingerprint": data["fingerprint"]},
-        metrics=_ef_metrics(scores, interval), conformal=interval)
+        metrics=ef_card_metrics(scores, interval), conformal=interval)
 
 
 def train_e3net(data_dir: str | os.PathLike | None, out: str | os.PathLike, *, size: str = "auto", seed: int = 0,
@@ -142,7 +144,7 @@ def train_e3net(data_dir: str | os.PathLike | None, out: str | os.PathLike, *, s
     scores, interval, data = _test_and_calibrate(learn.model, root, preset, mean, std, device)
     landmarks = e3net.evaluate_e3net(learn.model, e3net.e3net_eval_dataloader(
         root, preset, wall_points=recipe.wall_points, mean=mean, std=std, device=device))
-    metrics = {**_ef_metrics(scores, interval),
+    metrics = {**ef_card_metrics(scores, interval),
                **{k: landmarks[k] for k in ("landmark_error_px", "disc_ef_mae", "edv_rel_error", "esv_rel_error")}}
     card = e3net.e3net_card(learn.model, variant=recipe.model, size=preset.name, seed=seed, metrics=metrics,
                             normalisation=(mean, std), preset=preset, fps=data["fps"],
