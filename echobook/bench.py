@@ -11,10 +11,11 @@ at inference, measured in one run.
    memory, normalised and shifted on the device) against the training step's: above 1, the loader
    keeps up.
 4. The inference cost of Echo-E3Net (chapter 10), chapter 5's UniFormer-S and EchoNet-Dynamic's R(2+1)D-18
-   (torchvision's architecture: the yardstick with published GPU figures) side by side, at batch 1 on 2 CPU threads (the point-of-care setting): latency per clip, parameters and multiply-adds, at
-   the paper-scale clip (36x112x112) unless ``--cost-clip`` says otherwise; and, on CUDA, the GPU
-   throughput of each at batch 16. The models are timed alternately in one run, so their ratio holds
-   even on a busy machine whose absolute timings are inflated.
+   (torchvision's architecture: the yardstick with published GPU figures) side by side, at batch 1 on 2 CPU
+   threads (the point-of-care setting): latency per clip, parameters and multiply-adds, at the paper-scale clip
+   (36x112x112) unless ``--cost-clip`` says otherwise; and, on CUDA, the GPU throughput of each at batch 16. The
+   models are timed alternately in one run, so their ratio holds even on a busy machine whose absolute timings
+   are inflated.
 
 :mod:`echobook.cli` registers the command with :func:`add_bench_parser`.
 """

@@ -3,10 +3,11 @@
 Jupyter Book 1 (myst-nb with ``execute_notebooks: cache``) executes the chapters one after another, each kernel
 using every core; at ``small`` on 2 cores that is most of ``make book``'s time, and a chapter's single-threaded
 stretches (data making, plotting, the kernel's start) leave a core idle. ``make book`` therefore runs
-``echobook book-execute`` first (two at a time on a CPU): each chapter whose code has no entry in ``_build/.jupyter_cache`` runs
-in its own kernel with the cores shared out (``OMP_NUM_THREADS``), through the same executor myst-nb uses
-(``jupyter_cache``'s ``single_nb_execution``, the notebook's folder as working directory), and its outputs are
-stored the way myst-nb stores them, so the build that follows finds every chapter cached and only renders.
+``echobook book-execute`` first (two chapters at a time on a CPU): each chapter whose code has no entry in
+``_build/.jupyter_cache`` runs in its own kernel with the cores shared out (``OMP_NUM_THREADS``), through the same
+executor myst-nb uses (``jupyter_cache``'s ``single_nb_execution``, the notebook's folder as working directory), and
+its outputs are stored the way myst-nb stores them, so the build that follows finds every chapter cached and only
+renders.
 
 A chapter that loads what another chapter saved waits for it (:data:`CHAPTER_NEEDS`), so the two never race and
 the later one never trains the model itself. A failed chapter stops the build with its traceback, as
@@ -14,7 +15,6 @@ the later one never trains the model itself. A failed chapter stops the build wi
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import sys

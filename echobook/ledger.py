@@ -535,7 +535,8 @@ def check_citations(text: str, summaries: dict, where: str = "text") -> list[str
             continue
         row = rows.iloc[0]
         if (int(match["agree"]), int(match["seeds"])) != (int(row["seeds_agree"]), int(row["n_seeds"])):
-            problems.append(f"{where}: says {' '.join(match[0].split())!r}, the {size} ledger has {int(row['seeds_agree'])} of "
+            said = " ".join(match[0].split())
+            problems.append(f"{where}: says {said!r}, the {size} ledger has {int(row['seeds_agree'])} of "
                             f"{int(row['n_seeds'])}")
     return problems
 

@@ -152,10 +152,6 @@ class DepthwiseConv3d(nn.Conv3d):
         return out.reshape(batch, frames, channels, height, width).transpose(1, 2)
 
 
-def depthwise_conv3d(dim: int, kernel: int) -> DepthwiseConv3d:
-    return DepthwiseConv3d(dim, kernel)
-
-
 class ConvMlp(nn.Module):
     """The feed-forward network of a CBlock: 1x1x1 convs C -> rC -> C with GELU."""
 
@@ -195,10 +191,10 @@ class CBlock(nn.Module):
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, drop: float = 0.0, drop_path: float = 0.0):
         super().__init__()
-        self.pos_embed = depthwise_conv3d(dim, 3)  # dynamic position embedding
+        self.pos_embed = DepthwiseConv3d(dim, 3)  # dynamic position embedding
         self.norm1 = nn.BatchNorm3d(dim)
         self.conv1 = nn.Conv3d(dim, dim, 1)
-        self.attn = depthwise_conv3d(dim, 5)
+        self.attn = DepthwiseConv3d(dim, 5)
         self.conv2 = nn.Conv3d(dim, dim, 1)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.BatchNorm3d(dim)
@@ -240,7 +236,7 @@ class SABlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
         super().__init__()
-        self.pos_embed = depthwise_conv3d(dim, 3)
+        self.pos_embed = DepthwiseConv3d(dim, 3)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.attn = MultiHeadSelfAttention(dim, num_heads, qkv_bias, attn_drop, drop)
         self.drop_path = DropPath(drop_path)
