@@ -235,7 +235,7 @@ def test_a_recipe_per_size(size):
     r = e3net.recipe(size)
     assert r.model in list_models(family="e3net")
     assert r.wall_points == model_config(r.model).wall_points
-    assert r.epochs > 0 and r.ablation_epochs > 0 and r.ablation_seeds >= 2
+    assert r.epochs > 0 and r.ablation_epochs > 0 and r.ablation_seeds >= 1
     assert r.learner_kwargs["lr"] == r.learning_rate
 
 
