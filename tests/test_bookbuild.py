@@ -76,3 +76,14 @@ def test_a_failed_chapter_stops_the_build_and_names_the_file(tmp_path, monkeypat
             cache.match_cache_notebook(nbformat.read(root / "book" / f"{stem}.ipynb", as_version=4))
     assert cli.main(["book-execute", "--root", str(root), "--jobs", "1", "--timeout", "60"]) == 1
     assert "the heart stopped" in capsys.readouterr().err
+
+
+def test_the_simulated_schedule_runs_a_chapter_after_its_needs():
+    from echobook.bookbuild import simulated_seconds
+
+    # 09 waits for 08: one lane runs 08 then 09 (10 + 10), the other the 30-second chapter alongside
+    assert simulated_seconds({"08_echofm_pretraining": 10, "09_echofm_downstream": 10, "05_coreecho": 30}) == 30
+    assert simulated_seconds({"08_echofm_pretraining": 10, "09_echofm_downstream": 10, "05_coreecho": 30},
+                             jobs=1) == 50
+    # 11 needs 05, 09 and 10; 09 and 10 are not in this book, so only 05 holds it back
+    assert simulated_seconds({"05_coreecho": 20, "11_side_by_side": 5, "02_baseline": 1}) == 25
