@@ -208,7 +208,8 @@ CLAIMS: tuple[Claim, ...] = (
           "the default mask ratio 0.75 gives more periodic embeddings than 0.9",
           "Table VIII's values are not in our notes",
           better="echofm_correlation", worse="ablation_ratio_09_correlation", direction="higher",
-          why_cpu="one pretraining per ratio, minutes each"),
+          why_cpu="one pretraining per ratio, minutes each (at small a third as long as the main run); synthetic "
+                  "hearts move only with the beat, so hiding more of a clip may point the encoder at the cycle sooner"),
     Claim("mask_ratio_075_vs_05", "08_echofm_pretraining", "EchoFM Table VIII",
           "the default mask ratio 0.75 gives more periodic embeddings than 0.5",
           "Table VIII's values are not in our notes",
@@ -249,7 +250,8 @@ CLAIMS: tuple[Claim, ...] = (
           "the multi-component (landmark + Simpson) loss beats EF-only supervision",
           "the ablation's values are not in our notes",
           better="ablation_full_mae", worse="ablation_ef_only_mae",
-          why_cpu="landmarks on 48- or 64-pixel frames; two short trainings per seed"),
+          why_cpu="landmarks on 48- or 64-pixel frames; minutes of training, and the Simpson terms pay off late "
+                  "(at 6 epochs a row EF only led)"),
     Claim("e3net_low_ef", "10_echo_e3net", "Echo-E3Net (arXiv 2503.17543)",
           "landmark supervision keeps the error low on hearts with low EF, below CoReEcho's",
           "not reported in our notes",
