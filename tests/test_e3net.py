@@ -237,7 +237,8 @@ def test_a_recipe_per_size(size):
     assert r.wall_points == model_config(r.model).wall_points
     assert r.epochs > 0 and r.ablation_epochs > 0 and r.ablation_seeds >= 1
     # chapter 10 glues the two end rows' MAE: every size trains both
-    assert set(r.ablation_rows) <= set(e3net.ABLATION_ROWS) and {"EF only", "full Simpson objective"} <= set(r.ablation_rows)
+    assert set(r.ablation_rows) <= set(e3net.ABLATION_ROWS)
+    assert {"EF only", "full Simpson objective"} <= set(r.ablation_rows)
     assert e3net.SimpsonWeights().without(*e3net.ABLATION_ROWS["full Simpson objective"]) == e3net.SimpsonWeights()
     assert r.learner_kwargs["lr"] == r.learning_rate
 

@@ -468,7 +468,8 @@ def landmarks_to_pixels(landmarks, frame_size_px) -> np.ndarray:
 
 __all__ = [
     "ABLATION_ROWS", "E3NetLoss", "E3NetRecipe", "LOSS_TERMS", "LOW_EF_PERCENT", "LandmarkBatchTransform",
-    "LandmarkClipDataset", "LandmarkClipLoader", "LossParts", "METHOD", "PAPER", "PAPER_V1", "RECIPES", "SimpsonWeights", "build_from_card",
+    "LandmarkClipDataset", "LandmarkClipLoader", "LossParts", "METHOD", "PAPER", "PAPER_V1", "RECIPES",
+    "SimpsonWeights", "build_from_card",
     "e3net_card", "e3net_dataloaders", "e3net_eval_dataloader", "e3net_learner", "e3net_model",
     "evaluate_e3net", "landmark_count", "landmarks_to_pixels", "load_e3net", "low_ef_mae",
     "model_folder", "predict_e3net", "recipe", "save_e3net", "shift_clips_and_landmarks",
