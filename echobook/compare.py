@@ -24,6 +24,8 @@ from echobook.config import Settings, get_preset, resolve_size
 from echobook.interpret.shift import DEFAULT_NEIGHBOURS
 
 METHODS = ("coreecho", "e3net", "echofm-seg")  # the cards' method names (echobook.cards.model_folder)
+# the chapter that trains and saves each model :func:`load_or_train` gives (chapters 6, 7, 10 and 11 load them)
+TRAINED_IN_CHAPTER = {"coreecho": 5, "coreecho-l1": 5, "echofm-seg": 9, "e3net": 10}
 METHOD_NAMES = {"coreecho": "CoReEcho", "e3net": "Echo-E3Net", "echofm-seg": "EchoFM + UNETR"}
 EF_ROUTES = {"coreecho": "regressed from each clip, the mean over the windows",
              "e3net": "regressed with the ED and ES landmarks, the mean over the windows",
@@ -137,29 +139,50 @@ class TrainedModel:
         return f"loaded from {self.folder}"
 
 
-def load_or_train(method: str, size: str, seed: int, device="cpu", data_seed: int | None = None) -> TrainedModel:
+def load_or_train(method: str, size: str, seed: int, device="cpu", data_seed: int | None = None,
+                  data_dir: str | Path | None = None) -> TrainedModel:
     """The model its chapter saved for ``(size, seed, data_seed)`` (:func:`echobook.cards.model_folder`) with its
     card. A missing one is trained here with the package's own trainer at that size and saved where its chapter would
     have saved it (so this happens once); the trainers make their synthetic set from ``seed``, so a missing model of
-    another ``data_seed`` is an error that says which chapter to run."""
+    another ``data_seed``, or of a reader's own folder ``data_dir``, is an error that says which chapter to run. A
+    saved model trained on other data than ``data_dir`` (or than the synthetic set, when it is None) is an error
+    too, never silently used."""
     from echobook.cards import MODEL_FILE, model_folder
     from echobook.predict import load_model
 
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: choose one of {METHODS}")
+    if method not in TRAINED_IN_CHAPTER:
+        raise ValueError(f"method {method!r}: choose one of {sorted(TRAINED_IN_CHAPTER)}")
     folder = model_folder(method, size, seed, data_seed)
     trained_here, seconds = not (folder / MODEL_FILE).is_file(), 0.0
-    if trained_here and data_seed is not None and int(data_seed) != int(seed):
-        chapter = {"coreecho": 5, "e3net": 10, "echofm-seg": 9}[method]
-        raise FileNotFoundError(f"{folder}: no {method} model of size {size}, SEED {seed}, DATA_SEED {data_seed}; run "
-                                f"chapter {chapter} first (echobook run {chapter} --size {size} -p SEED {seed} "
-                                f"-p DATA_SEED {data_seed})")
+    own_data = data_dir is not None and str(data_dir) != ""
+    if trained_here and (own_data or (data_seed is not None and int(data_seed) != int(seed))):
+        data = f"the folder {data_dir}" if own_data else f"DATA_SEED {data_seed}"
+        chapter = TRAINED_IN_CHAPTER[method]
+        raise FileNotFoundError(f"{folder}: no {method} model of size {size}, SEED {seed}, {data}; run chapter "
+                                f"{chapter} first on the same data (echobook run {chapter} --size {size} -p SEED "
+                                f"{seed} " + (f"-p DATA_DIR {data_dir})" if own_data else f"-p DATA_SEED {data_seed})"))
     if trained_here:
         start = time.perf_counter()
         _train(method, folder, size, seed, device)
         seconds = time.perf_counter() - start
     model, card = load_model(folder, device)
+    _check_trained_on(card, folder, Path(data_dir) if own_data else None)
     return TrainedModel(model.eval(), card, folder, trained_here, seconds)
+
+
+def _check_trained_on(card: dict, folder: Path, data_dir: Path | None) -> None:
+    """A card that records its data (``data.synthetic``, ``data.root``) must match what the chapter asks for: a reader's
+    folder ``data_dir``, or a synthetic set when None."""
+    data = card.get("data") or {}
+    if "synthetic" not in data:
+        return
+    trained_on = "synthetic data" if data["synthetic"] else str(data.get("root"))
+    wanted = "synthetic data" if data_dir is None else str(data_dir)
+    same_folder = data_dir is not None and not data["synthetic"] and Path(data["root"]).resolve() == data_dir.resolve()
+    if (data_dir is None and data["synthetic"]) or same_folder:
+        return
+    raise ValueError(f"{folder}: card.json says data.root {trained_on}, but this chapter runs on {wanted}; run "
+                     f"its chapter ({TRAINED_IN_CHAPTER[card['method']]}) again on this data")
 
 
 def _train(method: str, folder: Path, size: str, seed: int, device) -> None:
@@ -282,6 +305,6 @@ def error_correlations(table: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["COMPARISON_SEED_OFFSET", "ComparisonRecipe", "EF_ROUTES", "METHODS", "METHOD_NAMES", "RECIPES", "SHIFTS",
-           "Shift", "TrainedModel", "conformal_half_widths", "error_correlations", "load_or_train", "method_scores",
-           "predict_methods", "recipe", "recording_embedding", "set_seeds", "shift_named", "synthetic_recordings",
-           "train_echofm_segmentation"]
+           "Shift", "TRAINED_IN_CHAPTER", "TrainedModel", "conformal_half_widths", "error_correlations",
+           "load_or_train", "method_scores", "predict_methods", "recipe", "recording_embedding", "set_seeds",
+           "shift_named", "synthetic_recordings", "train_echofm_segmentation"]

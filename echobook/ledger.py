@@ -32,7 +32,7 @@ import os
 import re
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -341,11 +341,7 @@ def run_ledger(chapters, size: str, seeds, out_dir="results", *, runs_dir=None, 
     tasks = [(notebook, size, seed, data_seed, runs_dir, cell_timeout_s) for notebook in notebooks for seed in seeds]
     records = []
     if jobs > 1:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(run_one, *task) for task in tasks]
-            for future in futures:
-                records.append(future.result())
-                _report(records[-1], progress)
+        records = _run_in_parallel(tasks, jobs, progress)
     else:
         for task in tasks:
             records.append(run_one(*task))
@@ -358,6 +354,38 @@ def run_ledger(chapters, size: str, seeds, out_dir="results", *, runs_dir=None, 
     summary_path = out_dir / f"ledger-{size}-summary.csv"
     _write_csv(summarise(table, claims_for(set(table["chapter"])) if claims is CLAIMS else claims), summary_path)
     return ledger_path, summary_path
+
+
+def _run_in_parallel(tasks: list[tuple], jobs: int, progress, run=None, executor=ProcessPoolExecutor) -> list[dict]:
+    """``run_one`` over ``tasks`` ``jobs`` at a time, a chapter starting only once the chapters whose saved models it
+    loads (:data:`echobook.bookbuild.CHAPTER_NEEDS`) have finished at the same seed, when this call runs them too:
+    so it loads their models rather than racing them to train and save its own. Records in the order of ``tasks``.
+    ``run`` (default :func:`run_one`) and ``executor`` are there for the tests."""
+    from echobook.bookbuild import CHAPTER_NEEDS
+
+    run = run or run_one
+    key = {id(task): (task[0].stem, task[2]) for task in tasks}  # (chapter, seed)
+    planned, done = set(key.values()), set()
+    pending, running, records = list(tasks), {}, {}
+
+    def ready(task) -> bool:
+        stem, seed = key[id(task)]
+        return all((need, seed) in done or (need, seed) not in planned for need in CHAPTER_NEEDS.get(stem, ()))
+
+    with executor(max_workers=jobs) as pool:
+        while pending or running:
+            for task in [t for t in pending if ready(t)][:jobs - len(running)]:
+                pending.remove(task)
+                running[pool.submit(run, *task)] = task
+            if not running:  # cannot happen while every need comes earlier in the book (tests/test_bookbuild.py)
+                raise RuntimeError(f"ledger runs {[key[id(t)] for t in pending]} wait for each other (CHAPTER_NEEDS)")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                records[id(task)] = future.result()
+                done.add(key[id(task)])
+                _report(records[id(task)], progress)
+    return [records[id(task)] for task in tasks]
 
 
 def _report(record: dict, progress) -> None:

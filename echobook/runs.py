@@ -110,14 +110,39 @@ def train_coreecho(data_dir: str | os.PathLike | None, out: str | os.PathLike, *
     return card
 
 
+def train_coreecho_l1(data_dir: str | os.PathLike | None, out: str | os.PathLike, *, size: str = "auto",
+                      seed: int = 0, device: str = "auto", epochs: int | None = None, probe_epochs: int | None = None,
+                      progress: bool = True) -> dict:
+    """CoReEcho's L1 baseline (chapter 5's ablation (a)): CoReEcho's encoder and head trained end to end with L1 on
+    one clip per video, as many epochs as CoReEcho's stage 1, scored and saved like :func:`train_coreecho`; returns
+    the card. ``probe_epochs`` is not used (one stage)."""
+    from echobook.data.clips import echonet_dataloaders
+    from echobook.methods import coreecho
+
+    out = Path(out)
+    preset, root, device = _training_setup(data_dir, size, seed, device)
+    recipe = coreecho.recipe(preset.name)
+    recipe = dataclasses.replace(recipe, epochs=epochs or recipe.epochs)
+    one_clip = echonet_dataloaders(root, preset, two_clips=False, device=device, seed=seed)
+    mean, std = one_clip.normalisation
+    torch.manual_seed(seed)
+    learn = coreecho.l1_learner(one_clip, recipe.encoder, **recipe.learner_kwargs)
+    _quiet_fit(learn, recipe.epochs, out / "train", progress)
+    card = coreecho_card(learn.model, root, preset, recipe, seed, mean, std, device, synthetic=not data_dir,
+                         method="coreecho-l1")
+    save_with_card(out, learn.model.state_dict(), card)
+    return card
+
+
 def coreecho_card(model, root: Path, preset, recipe, seed: int, mean: float, std: float, device, *,
-                  synthetic: bool) -> dict:
+                  synthetic: bool, method: str = "coreecho") -> dict:
     """A trained CoReEcho model's card: TEST scores and the conformal interval calibrated on VAL of the folder
     ``root``, the recipe, the preprocessing (``mean``, ``std`` of its loaders) and the data's fingerprint. The
-    one card of ``echobook train coreecho`` and of chapter 5's model, so ``echobook predict`` reads either."""
+    one card of ``echobook train coreecho`` and of chapter 5's model, so ``echobook predict`` reads either;
+    ``method`` ``"coreecho-l1"``: the L1 baseline (the same model, trained with L1 alone)."""
     scores, interval, data = _test_and_calibrate(model, Path(root), preset, mean, std, device)
     return new_card(
-        method="coreecho", variant=recipe.encoder, size=preset.name, seed=seed,
+        method=method, variant=recipe.encoder, size=preset.name, seed=seed,
         model_kwargs=recipe.model_kwargs, mean_ef_percent=data["mean_ef_percent"],
         recipe=dataclasses.asdict(recipe), preprocessing=ef_preprocessing(preset, mean, std, data["fps"]),
         data={"root": data["root"], "synthetic": bool(synthetic), "fingerprint": data["fingerprint"]},
@@ -197,8 +222,9 @@ def build_echofm_segmentation(card: dict) -> torch.nn.Module:
     return build_segmentation_model(card)
 
 
-TRAINERS = {"coreecho": train_coreecho, "e3net": train_e3net}
-BUILDERS = {"coreecho": build_coreecho, "e3net": build_e3net, "echofm-seg": build_echofm_segmentation}
+TRAINERS = {"coreecho": train_coreecho, "coreecho-l1": train_coreecho_l1, "e3net": train_e3net}
+BUILDERS = {"coreecho": build_coreecho, "coreecho-l1": build_coreecho, "e3net": build_e3net,
+            "echofm-seg": build_echofm_segmentation}
 
 
 def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:

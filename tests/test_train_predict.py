@@ -379,3 +379,36 @@ def test_a_segmentation_card_whose_weights_do_not_fit_is_a_clear_error(seg_run, 
     recording = Recording("heart", Path("heart.avi"), video.frames, video.fps, "video")
     with pytest.raises(ValueError, match="Grad-CAM"):
         predict_recording(model, card, recording, gradcam=True)
+
+
+def test_the_l1_baseline_trains_with_its_own_card_and_predicts(trained_run, tmp_path, capsys):
+    """`echobook train coreecho-l1`: chapter 5's ablation (a) as a command; its card builds CoReEcho's model."""
+    data, _ = trained_run
+    run = tmp_path / "l1"
+    assert main(["train", "coreecho-l1", "--data", str(data), "--out", str(run), "--size", "smoke", "--epochs", "1",
+                 "--quiet"]) == 0
+    card = json.loads((run / "card.json").read_text())
+    assert card["method"] == "coreecho-l1" and card["recipe"]["epochs"] == 1 and card["metrics"]["test_videos"] >= 1
+    model, loaded = load_trained(run)
+    assert loaded == card and hasattr(model, "encoder")
+    video = sorted((data / "Videos").iterdir())[0]
+    assert main(["predict", str(video), "--model", str(run), "--out", str(tmp_path / "report")]) == 0
+
+
+def test_a_chapters_saved_model_is_loaded_only_for_the_data_it_was_trained_on(trained_run, tmp_path, monkeypatch):
+    """Chapters 6, 7 and 10 load chapter 5's models (compare.load_or_train): a model trained on a reader's folder
+    serves that folder, never the synthetic set, and a missing one of a reader's folder names chapter 5."""
+    import shutil
+
+    from echobook import compare
+    from echobook.cards import model_folder
+
+    data, run = trained_run
+    monkeypatch.setenv("ECHOBOOK_CACHE", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"run chapter 5 first .* -p DATA_DIR"):
+        compare.load_or_train("coreecho-l1", "smoke", 0, data_dir=data)
+    shutil.copytree(run, model_folder("coreecho", "smoke", 0))
+    loaded = compare.load_or_train("coreecho", "smoke", 0, data_dir=data)
+    assert not loaded.trained_here and loaded.card["data"]["root"] == str(data)
+    with pytest.raises(ValueError, match="card.json says data.root .* but this chapter runs on synthetic data"):
+        compare.load_or_train("coreecho", "smoke", 0)  # the synthetic default must not get a model of the folder

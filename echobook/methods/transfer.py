@@ -90,18 +90,19 @@ class TransferRecipe:
     finetune_lr: float  # MADGRAD, encoder and head
     weight_decay: float = 1e-4  # AdamW's (probing); MADGRAD runs without decay
     hmcqu_crop_fraction: float = 0.8  # centre square, as a fraction of the frame's shorter side
-    pretrain_epochs: int | None = None  # encoders' EchoNet epochs; None: CoReEcho's recipe's
 
 
 # A head alone on frozen features needs a large rate to move in a few CPU epochs (chapter 5's stage 2 at CPU
 # sizes uses 1e-2). Fine-tuning uses the paper's encoder rate, 1e-4, at every size: at smoke (SEED 0, 2 folds of 24
 # CAMUS patients, 6 epochs) MADGRAD at 1e-4 kept the CoReEcho encoder's ordering (Good+Medium r 0.70) where 3e-4,
-# 1e-3 and 3e-3 scrambled it (r 0.40, 0.15, 0.10).
+# 1e-3 and 3e-3 scrambled it (r 0.40, 0.15, 0.10). A grid costs (folds - 1) trainings on the whole set: small's
+# five folds took 565 of the chapter's 869-922 s of CPU in the small ledger, so small runs three (half the cost;
+# each patient is still tested once, by encoders trained on two thirds of the set).
 RECIPES: dict[str, TransferRecipe] = {
     "smoke": TransferRecipe(camus_patients=48, hmcqu_videos=36, camus_folds=2, hmcqu_folds=2,
                             camus_frames=8, camus_image_size=48, hmcqu_frames=8, hmcqu_image_size=48,
                             batch_size=8, probe_epochs=6, finetune_epochs=6, probe_lr=1e-2, finetune_lr=1e-4),
-    "small": TransferRecipe(camus_patients=150, hmcqu_videos=90, camus_folds=5, hmcqu_folds=5,
+    "small": TransferRecipe(camus_patients=150, hmcqu_videos=90, camus_folds=3, hmcqu_folds=3,
                             camus_frames=16, camus_image_size=64, hmcqu_frames=12, hmcqu_image_size=64,
                             batch_size=8, probe_epochs=10, finetune_epochs=8, probe_lr=1e-2, finetune_lr=1e-4),
     "full": TransferRecipe(camus_patients=500, hmcqu_videos=162, camus_folds=CAMUS_FOLDS, hmcqu_folds=HMCQU_FOLDS,
@@ -323,25 +324,6 @@ def load_encoder(path, name: str, **model_kwargs) -> nn.Module:
     except RuntimeError as error:
         raise ValueError(f"{path}: its weights do not fit the encoder {name!r} ({str(error).splitlines()[0]})") from error
     return encoder
-
-
-def pretrain_encoders(echonet_root, preset, coreecho_recipe, *, epochs: int | None = None, device=None,
-                      seed: int = 0) -> dict[str, nn.Module]:
-    """The two pretrained encoders of Tables 4 and 5, trained on an EchoNet-style folder with chapter 5's recipe:
-    ``CoReEcho`` (stage 1: RnC on the encoder, L1 on the head through a stop-gradient; stage 2 never changes the
-    encoder, so it is not run) and ``L1`` (the whole model trained end to end with L1, the paper's baseline).
-    ``epochs``: default the recipe's. Each encoder is returned in eval mode, on the CPU."""
-    from echobook.data.clips import echonet_dataloaders
-    from echobook.methods.coreecho import coreecho_stage1_learner, l1_learner
-
-    epochs = epochs or coreecho_recipe.epochs
-    encoders = {}
-    for name, two_clips, make in (("CoReEcho", True, coreecho_stage1_learner), ("L1", False, l1_learner)):
-        torch.manual_seed(seed)
-        dls = echonet_dataloaders(echonet_root, preset, two_clips=two_clips, device=device, seed=seed)
-        learn = fit_quietly(make(dls, coreecho_recipe.encoder, **coreecho_recipe.learner_kwargs), epochs)
-        encoders[name] = learn.model.encoder.cpu().eval()
-    return encoders
 
 
 def head_bias(data: TransferSet) -> float:
