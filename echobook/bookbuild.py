@@ -120,6 +120,26 @@ def default_jobs() -> int:
     return 1 if gpu_available() else max(1, min(2, os.cpu_count() or 1))
 
 
+def run_when_ready(pending: list, ready, start, jobs: int, on_finished, executor=ProcessPoolExecutor) -> None:
+    """The one scheduler of ``book-execute`` and ``echobook ledger --jobs N``: ``start(pool, item)`` (a future) for
+    each item, at most ``jobs`` at once, the next ones from ``ready(pending, done)`` (the pending items whose needs
+    are in ``done``, the items finished so far, in the order to start them). ``on_finished(item, result)`` returning
+    False starts nothing more; the items running then finish. Consumes ``pending``."""
+    running, done, stopped = {}, [], False
+    with executor(max_workers=jobs) as pool:
+        while (pending and not stopped) or running:
+            for item in ([] if stopped else ready(pending, done)[:jobs - len(running)]):
+                pending.remove(item)
+                running[start(pool, item)] = item
+            if not running:  # a need that can never be met: a cycle in CHAPTER_NEEDS
+                raise RuntimeError(f"{pending} wait for each other (CHAPTER_NEEDS)")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                item = running.pop(future)
+                done.append(item)
+                stopped = on_finished(item, future.result()) is False or stopped
+
+
 def execute_book(root: Path, jobs: int = 2, cell_timeout_s: int = DEFAULT_CELL_TIMEOUT_S,
                  log=print) -> list[ChapterResult]:
     """Execute every uncached chapter of ``root/_toc.yml`` (``jobs`` at a time); raises on the first failure."""
@@ -133,30 +153,27 @@ def execute_book(root: Path, jobs: int = 2, cell_timeout_s: int = DEFAULT_CELL_T
     cache = get_cache(str(root / CACHE_FOLDER))
     pending = uncached_chapters(chapters, cache)
     # a need that is cached, or not in this book's table of contents, is already met
-    done = {p.stem for p in chapters if p not in pending} | set(unknown)
+    met = {p.stem for p in chapters if p not in pending} | set(unknown)
     log(f"book-execute: {len(chapters) - len(pending)} of {len(chapters)} chapters cached; running "
         f"{len(pending)}, {jobs} at a time")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    results, running, failures = [], {}, []
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        while (pending and not failures) or running:
-            for path in ([] if failures else ready_order(pending, done)[:jobs - len(running)]):
-                pending.remove(path)
-                running[pool.submit(execute_chapter, str(path), cell_timeout_s, threads)] = path
-                log(f"  started {path.stem}")
-            if not running:  # a need that can never be met: a cycle in CHAPTER_NEEDS
-                raise RuntimeError(f"chapters {[p.stem for p in pending]} wait for each other (CHAPTER_NEEDS)")
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)
-                result = future.result()
-                results.append(result)
-                log(f"  {result.path.stem}: {result.seconds:.0f} s{' FAILED' if result.error else ''}")
-                if result.error:  # start nothing more; the chapters running finish and are kept
-                    failures.append(result)
-                    continue
-                store(cache, result)
-                done.add(result.path.stem)
+    results, failures = [], []
+
+    def start(pool, path):
+        log(f"  started {path.stem}")
+        return pool.submit(execute_chapter, str(path), cell_timeout_s, threads)
+
+    def finished(path, result) -> bool:
+        results.append(result)
+        log(f"  {result.path.stem}: {result.seconds:.0f} s{' FAILED' if result.error else ''}")
+        if result.error:  # start nothing more; the chapters running finish and are kept
+            failures.append(result)
+            return False
+        store(cache, result)
+        met.add(result.path.stem)
+        return True
+
+    run_when_ready(pending, lambda waiting, _: ready_order(waiting, met), start, jobs, finished)
     write_times(root / TIMES_FILE, results, threads)
     if failures:
         raise ChapterFailed(failures[0])

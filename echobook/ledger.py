@@ -32,7 +32,7 @@ import os
 import re
 import resource
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,10 +158,7 @@ CLAIMS: tuple[Claim, ...] = (
           better="coreecho_mae", worse="one_clip_mae", paper_better=3.90,
           why_cpu="with one clip RnC has no positive at distance zero; the effect may hide in seed noise"),
     # Chapter 6: CoReEcho's Figures 1 and 3
-    Claim("coreecho_beats_baseline", "06_looking_inside", "CoReEcho Table 2",
-          "CoReEcho's test error is below the L1 baseline's (the two models chapter 6 looks inside)",
-          "CoReEcho MAE 3.90",
-          better="coreecho_test_mae", worse="baseline_test_mae", paper_better=3.90, why_cpu=SHORT_TRAINING),
+    # (chapter 6 looks inside chapter 5's two models: their test errors are rnc_plus_l1_beats_l1's, not a claim again)
     Claim("embedding_continuity", "06_looking_inside", "CoReEcho Figure 1",
           "CoReEcho's embedding is one curve ordered by EF; an L1 regressor's is fragmented",
           "a UMAP picture, no number",
@@ -361,30 +358,22 @@ def _run_in_parallel(tasks: list[tuple], jobs: int, progress, run=None, executor
     loads (:data:`echobook.bookbuild.CHAPTER_NEEDS`) have finished at the same seed, when this call runs them too:
     so it loads their models rather than racing them to train and save its own. Records in the order of ``tasks``.
     ``run`` (default :func:`run_one`) and ``executor`` are there for the tests."""
-    from echobook.bookbuild import CHAPTER_NEEDS
+    from echobook.bookbuild import CHAPTER_NEEDS, run_when_ready
 
     run = run or run_one
-    key = {id(task): (task[0].stem, task[2]) for task in tasks}  # (chapter, seed)
-    planned, done = set(key.values()), set()
-    pending, running, records = list(tasks), {}, {}
+    planned = {(task[0].stem, task[2]) for task in tasks}  # (chapter, seed)
+    records = {}
 
-    def ready(task) -> bool:
-        stem, seed = key[id(task)]
-        return all((need, seed) in done or (need, seed) not in planned for need in CHAPTER_NEEDS.get(stem, ()))
+    def ready(pending, done) -> list:
+        finished = {(task[0].stem, task[2]) for task in done}
+        return [task for task in pending if all((need, task[2]) in finished or (need, task[2]) not in planned
+                                                for need in CHAPTER_NEEDS.get(task[0].stem, ()))]
 
-    with executor(max_workers=jobs) as pool:
-        while pending or running:
-            for task in [t for t in pending if ready(t)][:jobs - len(running)]:
-                pending.remove(task)
-                running[pool.submit(run, *task)] = task
-            if not running:  # cannot happen while every need comes earlier in the book (tests/test_bookbuild.py)
-                raise RuntimeError(f"ledger runs {[key[id(t)] for t in pending]} wait for each other (CHAPTER_NEEDS)")
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                task = running.pop(future)
-                records[id(task)] = future.result()
-                done.add(key[id(task)])
-                _report(records[id(task)], progress)
+    def finished(task, record) -> None:
+        records[id(task)] = record
+        _report(record, progress)
+
+    run_when_ready(list(tasks), ready, lambda pool, task: pool.submit(run, *task), jobs, finished, executor=executor)
     return [records[id(task)] for task in tasks]
 
 

@@ -93,7 +93,13 @@ def test_projections_by_name():
 @pytest.mark.slow
 def test_umap_projection_keeps_a_line_ordered():
     points, ef_percent = line_embeddings(n=40)
-    projection = emb.umap_projection(points)  # CoReEcho's settings: n_neighbors=5
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a chapter's kernel in `make book`, two chapters at once on two cores
+    try:
+        projection = emb.umap_projection(points)  # CoReEcho's settings: n_neighbors=5
+        assert torch.get_num_threads() == 1  # numba's OpenMP pool must not hand torch every core
+    finally:
+        torch.set_num_threads(threads)
     assert projection.shape == (40, 2)
     assert emb.trustworthiness(points, projection) > 0.9  # neighbourhoods kept ...
     assert emb.knn_ef_mae(projection, ef_percent) < 4  # ... so neighbours share their EF

@@ -128,12 +128,19 @@ def umap_projection(embeddings: np.ndarray, n_components: int = 2, **umap_kwargs
     n_neighbors is clipped to N - 1 so that small sets work. The first call in a fresh Python
     compiles umap-learn with numba (about 17 s; about 2 s later, from numba's cache).
     """
-    import umap  # heavy: see the module docstring
-
     settings = {**COREECHO_UMAP, **umap_kwargs}
     embeddings = np.asarray(embeddings, dtype=np.float32)
     settings["n_neighbors"] = max(2, min(settings["n_neighbors"], len(embeddings) - 1))
-    return umap.UMAP(n_components=n_components, **settings).fit_transform(embeddings)
+    torch_threads = torch.get_num_threads()
+    try:
+        import umap  # heavy: see the module docstring
+
+        return umap.UMAP(n_components=n_components, **settings).fit_transform(embeddings)
+    finally:
+        # numba's OpenMP pool (umap-learn's) sets the OpenMP runtime torch shares to one thread per core: a kernel
+        # given one thread (`make book`, `echobook ledger --jobs 2`) then fought the other chapter for the cores,
+        # and chapter 6's Grad-CAM after UMAP ran 4 times slower (2.7 s against 10.6 s for six test videos)
+        torch.set_num_threads(torch_threads)
 
 
 def project(embeddings: np.ndarray, method: str = "umap", n_components: int = 2, **kwargs) -> np.ndarray:
