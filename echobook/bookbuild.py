@@ -23,10 +23,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-# stem -> the chapters whose saved models it loads (chapters 6, 7 and 10: chapter 5's CoReEcho and L1 baseline;
-# chapter 9: chapter 8's encoder; chapter 11: the three methods; Appendix A: chapter 10's Echo-E3Net)
+# stem -> the chapters whose saved models it loads (chapters 7 and 10: chapter 5's CoReEcho, and chapter 7 its L1
+# baseline; chapter 9: chapter 8's encoder; chapter 11: the three methods; Appendix A: chapter 10's Echo-E3Net)
 CHAPTER_NEEDS: dict[str, tuple[str, ...]] = {
-    "06_looking_inside": ("05_coreecho",),
     "07_transfer": ("05_coreecho",),
     "09_echofm_downstream": ("08_echofm_pretraining",),
     "10_echo_e3net": ("05_coreecho",),

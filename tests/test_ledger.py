@@ -257,7 +257,7 @@ def test_merge_ledgers_keys_runs_alike_whether_made_or_read_back():
 
 
 def test_parallel_runs_wait_for_the_chapter_whose_models_they_load_at_the_same_seed():
-    """Chapter 6 loads chapter 5's models (CHAPTER_NEEDS): at one seed it starts only after chapter 5 finished, while
+    """Chapter 7 loads chapter 5's models (CHAPTER_NEEDS): at one seed it starts only after chapter 5 finished, while
     another seed's chapter 5 may still run; records come back in the order of the tasks."""
     import threading
     import time as clock
@@ -274,10 +274,10 @@ def test_parallel_runs_wait_for_the_chapter_whose_models_they_load_at_the_same_s
         return {"chapter": notebook.stem, "seed": seed}
 
     tasks = [(Path(f"{stem}.ipynb"), "smoke", seed, None, None, None)
-             for stem in ("05_coreecho", "06_looking_inside", "02_baseline") for seed in (0, 1)]
+             for stem in ("05_coreecho", "07_transfer", "02_baseline") for seed in (0, 1)]
     records = ledger._run_in_parallel(tasks, 2, None, run=fake_run, executor=ThreadPoolExecutor)
     assert [(r["chapter"], r["seed"]) for r in records] == [(t[0].stem, t[2]) for t in tasks]
     for seed in (0, 1):
-        assert events.index(("end", "05_coreecho", seed)) < events.index(("start", "06_looking_inside", seed))
-    # while the slow run holds one lane, the other goes on with what is ready (chapter 6 at seed 0, chapter 2)
+        assert events.index(("end", "05_coreecho", seed)) < events.index(("start", "07_transfer", seed))
+    # while the slow run holds one lane, the other goes on with what is ready (chapter 7 at seed 0, chapter 2)
     assert events.index(("end", "02_baseline", 1)) < events.index(("end", "05_coreecho", 1))

@@ -396,7 +396,7 @@ def test_the_l1_baseline_trains_with_its_own_card_and_predicts(trained_run, tmp_
 
 
 def test_a_chapters_saved_model_is_loaded_only_for_the_data_it_was_trained_on(trained_run, tmp_path, monkeypatch):
-    """Chapters 6, 7 and 10 load chapter 5's models (compare.load_or_train): a model trained on a reader's folder
+    """Chapters 7 and 10 load chapter 5's models (compare.load_or_train): a model trained on a reader's folder
     serves that folder, never the synthetic set, and a missing one of a reader's folder names chapter 5."""
     import shutil
 
