@@ -24,7 +24,7 @@ from echobook.config import Settings, get_preset, resolve_size
 from echobook.interpret.shift import DEFAULT_NEIGHBOURS
 
 METHODS = ("coreecho", "e3net", "echofm-seg")  # the cards' method names (echobook.cards.model_folder)
-# the chapter that trains and saves each model :func:`load_or_train` gives (chapters 6, 7, 10 and 11 load them)
+# the chapter that trains and saves each model :func:`load_or_train` gives (chapters 7, 10 and 11 load them)
 TRAINED_IN_CHAPTER = {"coreecho": 5, "coreecho-l1": 5, "echofm-seg": 9, "e3net": 10}
 METHOD_NAMES = {"coreecho": "CoReEcho", "e3net": "Echo-E3Net", "echofm-seg": "EchoFM + UNETR"}
 EF_ROUTES = {"coreecho": "regressed from each clip, the mean over the windows",
